@@ -1,0 +1,54 @@
+//! Typed errors of the partition log. Messages name the offending path and offset.
+
+use std::path::PathBuf;
+
+use crate::batch::BatchError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checksum or format error in segment {segment} at offset {offset} (file position {position}): {reason}")]
+    Corrupt {
+        segment: PathBuf,
+        offset: u64,
+        position: u64,
+        reason: String,
+    },
+    #[error("invalid batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    #[error("batch of {bytes} bytes exceeds the limit of {bytes_max} bytes")]
+    BatchTooLarge { bytes: usize, bytes_max: usize },
+    #[error("offset {offset} is out of range: the log holds [{start}, {end})")]
+    OffsetOutOfRange { offset: u64, start: u64, end: u64 },
+    #[error("truncation point {offset} is not a batch boundary of the log")]
+    NotBatchBoundary { offset: u64 },
+    #[error("the log at {dir} refuses writes after an earlier I/O error ({cause}); reopen it to recover")]
+    Failed { dir: PathBuf, cause: String },
+    #[error("log directory {dir} is inconsistent: {reason}")]
+    Inconsistent { dir: PathBuf, reason: String },
+}
+
+impl LogError {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        source: impl Into<std::io::Error>,
+    ) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Whether the error came from the disk being full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+    }
+}

@@ -1,0 +1,29 @@
+//! Sprawl's durable partition log.
+//!
+//! One [`PartitionLog`] per topic-partition, owned by exactly one shard
+//! (single-threaded, `!Send`). The pieces, each one job:
+//!
+//! - [`batch`]: the record-batch format, shared by the wire and the disk, so a
+//!   producer's batch is appended without re-encoding its records.
+//! - [`scan`]: sans-IO validation of a run of batches (recovery, index rebuild).
+//! - [`index`]: sparse offset index and time index of one segment.
+//! - [`ring`]: the bounded in-memory ring of recent batches for tail readers.
+//! - [`retention`]: sans-IO choice of sealed segments to delete.
+//! - [`segment`]: one segment's files on disk.
+//! - [`log`]: the partition log: append with group commit, read, recovery,
+//!   truncation, roll and retention on glommio direct I/O.
+
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod log;
+pub mod retention;
+pub mod ring;
+pub mod scan;
+pub mod segment;
+
+pub use batch::{BatchBuilder, BatchHeader, BatchView, Record, RecordView, BATCH_HEADER_BYTES};
+pub use config::{FsyncPolicy, LogConfig};
+pub use error::LogError;
+pub use log::{AppendAck, FetchedBatches, LogOffsets, PartitionLog};

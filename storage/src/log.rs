@@ -1,0 +1,1135 @@
+//! The partition log on glommio direct I/O.
+//!
+//! Append path: a producer's batch is validated once, restamped in place with
+//! its offsets, kept in the memory ring and queued as pending. Whoever then
+//! holds the I/O lock (the first appender to need it) writes *every* pending
+//! batch with 4 KiB-aligned direct I/O (re-writing the partial tail block) and
+//! calls one fdatasync for all of them: group commit. An append resolves once
+//! its batch is durable under the configured [`FsyncPolicy`].
+//!
+//! Invariants (checked with `debug_assert!`):
+//! - offsets are contiguous: each batch starts at the previous batch's end;
+//! - `log_start ≤ high_watermark ≤ written ≤ log_end`;
+//! - readers never see past the high watermark (nothing unacknowledged);
+//! - after an I/O error the log refuses writes until reopened (the state of
+//!   unsynced data is unknown: retrying fdatasync would lie).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use glommio::io::{DmaFile, OpenOptions};
+use glommio::sync::Semaphore;
+use sprawl_io::dma_pool::DmaBufPool;
+use sprawl_io::{align_down, align_up};
+
+use crate::batch::{restamp, validate_incoming, BatchView};
+use crate::config::{FsyncPolicy, LogConfig};
+use crate::error::LogError;
+use crate::index::SegmentIndex;
+use crate::retention::{segments_to_delete, SegmentSummary};
+use crate::ring::MemoryRing;
+use crate::scan::{scan_batches, ScanStop};
+use crate::segment::{read_batches, Segment, SegmentPaths};
+
+/// Recovery reads the tail of a segment in chunks of this size.
+const RECOVERY_READ_BYTES: usize = 1 << 20;
+
+/// Offsets of an acknowledged append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendAck {
+    pub base_offset: u64,
+    /// Offset after the batch's last record.
+    pub next_offset: u64,
+}
+
+/// Offsets describing the log. All ends are exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOffsets {
+    /// First offset still stored.
+    pub log_start: u64,
+    /// Offset after the last acknowledged (durable under the policy) record.
+    pub high_watermark: u64,
+    /// Offset after the last fdatasync'ed record.
+    pub synced: u64,
+    /// Offset the next appended record gets.
+    pub log_end: u64,
+}
+
+/// Batches returned by a read.
+#[derive(Debug, Clone, Default)]
+pub struct FetchedBatches {
+    /// Whole encoded batches in offset order; the first may start before the
+    /// requested offset (readers skip those records).
+    pub batches: Vec<Bytes>,
+    pub high_watermark: u64,
+    pub log_start: u64,
+}
+
+/// What recovery found and did, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub rebuilt_indexes: Vec<PathBuf>,
+    /// `(segment, position, offset, reason)` of a truncated torn tail.
+    pub truncated_tail: Option<(PathBuf, u64, u64, String)>,
+    pub tail_bytes_scanned: u64,
+}
+
+struct LogState {
+    segments: Vec<Segment>,
+    log_start: u64,
+    log_end: u64,
+    written: u64,
+    synced: u64,
+    /// Restamped batches appended but not yet written.
+    pending: VecDeque<Bytes>,
+    /// Bytes of the active segment's partial last 4 KiB block, which every
+    /// flush writes again in front of the new batches.
+    tail_block: Vec<u8>,
+    ring: MemoryRing,
+    last_sync: Instant,
+    /// Set (under the I/O lock) while a roll moves to a new segment: appends wait.
+    rolling: bool,
+    failed: Option<String>,
+}
+
+impl LogState {
+    fn active(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
+    }
+    fn high_watermark(&self, policy: FsyncPolicy) -> u64 {
+        match policy {
+            FsyncPolicy::Always => self.synced,
+            FsyncPolicy::IntervalMs(_) | FsyncPolicy::Never => self.written,
+        }
+    }
+    fn check_invariants(&self, policy: FsyncPolicy) {
+        debug_assert!(self.log_start <= self.high_watermark(policy));
+        debug_assert!(self.synced <= self.written && self.written <= self.log_end);
+        debug_assert!(self
+            .segments
+            .windows(2)
+            .all(|w| w[0].next_offset == w[1].base_offset));
+        debug_assert_eq!(self.active().next_offset, self.log_end);
+    }
+}
+
+/// A single partition's log. `!Send`: it lives on its shard's executor.
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    pool: Rc<DmaBufPool>,
+    state: RefCell<LogState>,
+    /// Serialises writes, fdatasyncs, rolls, truncation and retention.
+    io_lock: Semaphore,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl PartitionLog {
+    /// Opens (recovering) or creates the log in `dir`. Must run on a glommio
+    /// executor that has been warmed up on this disk (see `sprawl_io::warmup`).
+    pub async fn open(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        pool: Rc<DmaBufPool>,
+    ) -> Result<Self, LogError> {
+        Ok(Self::open_with_report(dir, config, pool).await?.0)
+    }
+
+    /// [`Self::open`], also returning what recovery did.
+    pub async fn open_with_report(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        pool: Rc<DmaBufPool>,
+    ) -> Result<(Self, RecoveryReport), LogError> {
+        let dir = dir.into();
+        assert!(
+            config.segment_bytes <= u64::from(u32::MAX),
+            "segment_bytes must fit index positions"
+        );
+        assert!(config.write_bytes_max >= 4096 && config.write_bytes_max % 4096 == 0);
+        std::fs::create_dir_all(&dir).map_err(|e| LogError::io("creating", &dir, e))?;
+        let mut report = RecoveryReport::default();
+        let mut bases: Vec<u64> = std::fs::read_dir(&dir)
+            .map_err(|e| LogError::io("listing", &dir, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| SegmentPaths::parse_base_offset(e.file_name().to_str()?))
+            .collect();
+        bases.sort_unstable();
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        let mut tail_block = Vec::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let is_last = i + 1 == bases.len();
+            if let Some(prev) = segments.last() {
+                if prev.next_offset != base {
+                    return Err(LogError::Inconsistent {
+                        dir: dir.clone(),
+                        reason: format!(
+                            "segment {} ends at offset {} but the next segment starts at {base}",
+                            prev.paths.log.display(),
+                            prev.next_offset
+                        ),
+                    });
+                }
+            }
+            let (segment, tail) =
+                recover_segment(&dir, base, is_last, &config, &mut report).await?;
+            if is_last {
+                tail_block = tail;
+            }
+            segments.push(segment);
+        }
+        if segments.is_empty() {
+            segments.push(create_segment(&dir, 0, &config).await?);
+        }
+        report.segments = segments.len();
+        let log_end = segments.last().expect("non-empty").next_offset;
+        let log_start = segments[0].base_offset;
+        if report.truncated_tail.is_some() || !report.rebuilt_indexes.is_empty() {
+            tracing::warn!(dir = %dir.display(), ?report, "recovered partition log");
+        } else {
+            tracing::debug!(dir = %dir.display(), ?report, "opened partition log");
+        }
+        let state = LogState {
+            segments,
+            log_start,
+            log_end,
+            written: log_end,
+            synced: log_end,
+            pending: VecDeque::new(),
+            tail_block,
+            ring: MemoryRing::new(config.ring_bytes),
+            last_sync: Instant::now(),
+            rolling: false,
+            failed: None,
+        };
+        Ok((
+            Self {
+                dir,
+                config,
+                pool,
+                state: RefCell::new(state),
+                io_lock: Semaphore::new(1),
+            },
+            report,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn offsets(&self) -> LogOffsets {
+        let st = self.state.borrow();
+        LogOffsets {
+            log_start: st.log_start,
+            high_watermark: st.high_watermark(self.config.fsync),
+            synced: st.synced,
+            log_end: st.log_end,
+        }
+    }
+
+    /// Bytes in all segments (written or pending).
+    pub fn size_bytes(&self) -> u64 {
+        self.state.borrow().segments.iter().map(|s| s.bytes).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+
+    /// Bytes held by the memory ring.
+    pub fn ring_bytes(&self) -> usize {
+        self.state.borrow().ring.bytes()
+    }
+
+    /// Appends one producer-encoded batch (see [`crate::batch`]); resolves once
+    /// it is durable under the fsync policy.
+    pub async fn append(&self, batch: BytesMut) -> Result<AppendAck, LogError> {
+        self.append_with_epoch(batch, 0).await
+    }
+
+    /// [`Self::append`] stamping the batch with a leader epoch.
+    pub async fn append_with_epoch(
+        &self,
+        mut batch: BytesMut,
+        leader_epoch: u64,
+    ) -> Result<AppendAck, LogError> {
+        if batch.len() > self.config.batch_bytes_max {
+            return Err(LogError::BatchTooLarge {
+                bytes: batch.len(),
+                bytes_max: self.config.batch_bytes_max,
+            });
+        }
+        let incoming = validate_incoming(&batch)?;
+        let batch_bytes = batch.len() as u64;
+        // Wait until the batch may join the active segment.
+        loop {
+            let need_roll = {
+                let st = self.state.borrow();
+                self.refuse_if_failed(&st)?;
+                if st.rolling {
+                    None
+                } else {
+                    Some(self.needs_roll(st.active(), batch_bytes))
+                }
+            };
+            match need_roll {
+                Some(false) => break,
+                Some(true) => self.roll().await?,
+                None => drop(self.lock().await?),
+            }
+        }
+        let ack = {
+            let mut st = self.state.borrow_mut();
+            let base_offset = st.log_end;
+            restamp(&mut batch, &incoming, base_offset, leader_epoch);
+            let next_offset = base_offset + u64::from(incoming.record_count);
+            let batch = batch.freeze();
+            let interval = self.config.index_interval_bytes;
+            let seg = st.active_mut();
+            let position = seg.bytes;
+            seg.index.on_batch(
+                (base_offset - seg.base_offset) as u32,
+                position,
+                incoming.last_timestamp_ms,
+                interval,
+            );
+            seg.first_timestamp_ms
+                .get_or_insert(incoming.first_timestamp_ms);
+            seg.bytes += batch_bytes;
+            seg.next_offset = next_offset;
+            st.log_end = next_offset;
+            st.ring.push(base_offset, next_offset, batch.clone());
+            st.pending.push_back(batch);
+            AppendAck {
+                base_offset,
+                next_offset,
+            }
+        };
+        self.wait_durable(ack.next_offset).await?;
+        Ok(ack)
+    }
+
+    fn refuse_if_failed(&self, st: &LogState) -> Result<(), LogError> {
+        match &st.failed {
+            Some(cause) => Err(LogError::Failed {
+                dir: self.dir.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn needs_roll(&self, active: &Segment, batch_bytes: u64) -> bool {
+        if active.bytes == 0 {
+            return false;
+        }
+        let full = active.bytes + batch_bytes > self.config.segment_bytes;
+        let old = match (self.config.segment_ms, active.first_timestamp_ms) {
+            (Some(ms), Some(first)) => now_ms().saturating_sub(first) >= ms as i64,
+            _ => false,
+        };
+        full || old
+    }
+
+    async fn lock(&self) -> Result<glommio::sync::Permit<'_>, LogError> {
+        self.io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| LogError::Failed {
+                dir: self.dir.clone(),
+                cause: format!("I/O lock closed: {e}"),
+            })
+    }
+
+    /// Group commit: returns once `next_offset` is acknowledged, flushing
+    /// everything pending whenever this caller gets the I/O lock first.
+    async fn wait_durable(&self, next_offset: u64) -> Result<(), LogError> {
+        loop {
+            {
+                let st = self.state.borrow();
+                if st.high_watermark(self.config.fsync) >= next_offset {
+                    return Ok(());
+                }
+                self.refuse_if_failed(&st)?;
+            }
+            let _permit = self.lock().await?;
+            {
+                let st = self.state.borrow();
+                if st.high_watermark(self.config.fsync) >= next_offset {
+                    return Ok(());
+                }
+                self.refuse_if_failed(&st)?;
+            }
+            let sync = match self.config.fsync {
+                FsyncPolicy::Always => true,
+                FsyncPolicy::IntervalMs(ms) => {
+                    self.state.borrow().last_sync.elapsed() >= Duration::from_millis(ms)
+                }
+                FsyncPolicy::Never => false,
+            };
+            self.flush_locked(sync).await?;
+        }
+    }
+
+    /// Writes all pending batches (and fdatasyncs if `sync`). Caller holds the I/O lock.
+    async fn flush_locked(&self, sync: bool) -> Result<(), LogError> {
+        let result = self.write_and_sync(sync).await;
+        if let Err(e) = &result {
+            let mut st = self.state.borrow_mut();
+            if st.failed.is_none() {
+                tracing::error!(dir = %self.dir.display(), error = %e, "partition log write failed; refusing further writes");
+                st.failed = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    async fn write_and_sync(&self, sync: bool) -> Result<(), LogError> {
+        let (batches, file, path, written_bytes, prefix, end_offset) = {
+            let mut st = self.state.borrow_mut();
+            let batches: Vec<Bytes> = st.pending.drain(..).collect();
+            let end_offset = st.log_end;
+            let prefix = std::mem::take(&mut st.tail_block);
+            let seg = st.active();
+            (
+                batches,
+                seg.file.clone(),
+                seg.paths.log.clone(),
+                seg.written_bytes,
+                prefix,
+                end_offset,
+            )
+        };
+        let new_bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
+        if new_bytes > 0 {
+            let start = align_down(written_bytes);
+            debug_assert_eq!(prefix.len() as u64, written_bytes - start);
+            let total = prefix.len() as u64 + new_bytes;
+            let mut stream = ByteStream::new(&prefix, &batches);
+            let mut writes = Vec::new();
+            let mut pos = start;
+            let mut remaining = total;
+            while remaining > 0 {
+                let chunk = remaining.min(self.config.write_bytes_max as u64);
+                let mut buf = self.pool.take(chunk as usize);
+                let dst = buf.as_bytes_mut();
+                stream.fill(&mut dst[..chunk as usize]);
+                // Zero the padding so the never-written region reads as zeros.
+                dst[chunk as usize..].fill(0);
+                writes.push((Rc::new(buf), pos));
+                pos += chunk;
+                remaining -= chunk;
+            }
+            let new_tail = {
+                let last = &writes.last().expect("at least one write").0;
+                let end_in_last = (total
+                    - (writes.len() as u64 - 1) * self.config.write_bytes_max as u64)
+                    as usize;
+                let tail_start = align_down(end_in_last as u64) as usize;
+                last.as_bytes()[tail_start..end_in_last].to_vec()
+            };
+            // All chunks in flight at once: the device sees one deep queue.
+            let results = futures::future::join_all(
+                writes
+                    .iter()
+                    .map(|(buf, pos)| file.write_rc_at(buf.clone(), *pos)),
+            )
+            .await;
+            for r in results {
+                r.map_err(|e| LogError::io("writing", &path, e))?;
+            }
+            for (buf, _) in writes {
+                if let Ok(buf) = Rc::try_unwrap(buf) {
+                    self.pool.give_back(buf);
+                }
+            }
+            let mut st = self.state.borrow_mut();
+            st.tail_block = new_tail;
+            let seg = st.active_mut();
+            seg.written_bytes += new_bytes;
+            debug_assert!(seg.written_bytes <= seg.bytes);
+            let paths = seg.paths.clone();
+            let written_bytes = seg.written_bytes;
+            seg.index
+                .persist_new(&paths.offset_index, &paths.time_index, written_bytes)
+                .map_err(|e| LogError::io("writing index", &paths.offset_index, e))?;
+            st.written = end_offset;
+        } else {
+            self.state.borrow_mut().tail_block = prefix;
+        }
+        let needs_sync = sync && {
+            let st = self.state.borrow();
+            st.synced < st.written
+        };
+        if needs_sync {
+            file.fdatasync()
+                .await
+                .map_err(|e| LogError::io("fdatasync", &path, e))?;
+            let mut st = self.state.borrow_mut();
+            st.synced = st.written;
+            st.last_sync = Instant::now();
+        }
+        self.state.borrow().check_invariants(self.config.fsync);
+        Ok(())
+    }
+
+    /// Periodic work for `fsync = <N>ms`: fdatasyncs written data once the
+    /// interval has passed. Cheap when there is nothing to do.
+    pub async fn tick(&self) -> Result<(), LogError> {
+        let FsyncPolicy::IntervalMs(ms) = self.config.fsync else {
+            return Ok(());
+        };
+        let due = {
+            let st = self.state.borrow();
+            st.synced < st.log_end && st.last_sync.elapsed() >= Duration::from_millis(ms)
+        };
+        if due {
+            let _permit = self.lock().await?;
+            self.refuse_if_failed(&self.state.borrow())?;
+            self.flush_locked(true).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes and fdatasyncs everything appended so far.
+    pub async fn sync(&self) -> Result<(), LogError> {
+        let _permit = self.lock().await?;
+        self.refuse_if_failed(&self.state.borrow())?;
+        self.flush_locked(true).await
+    }
+
+    /// Seals the active segment and starts a new one.
+    async fn roll(&self) -> Result<(), LogError> {
+        let _permit = self.lock().await?;
+        {
+            let st = self.state.borrow();
+            self.refuse_if_failed(&st)?;
+            if st.active().bytes == 0 {
+                return Ok(());
+            }
+        }
+        self.state.borrow_mut().rolling = true;
+        let result = self.roll_locked().await;
+        self.state.borrow_mut().rolling = false;
+        result
+    }
+
+    async fn roll_locked(&self) -> Result<(), LogError> {
+        self.flush_locked(true).await?;
+        let base = self.state.borrow().log_end;
+        // Create (and pre-allocate) the new segment first: a full disk fails
+        // here, before the old segment is touched, and appends get the error.
+        let new_segment = create_segment(&self.dir, base, &self.config).await?;
+        let (file, paths, written_bytes) = {
+            let st = self.state.borrow();
+            let seg = st.active();
+            (seg.file.clone(), seg.paths.clone(), seg.written_bytes)
+        };
+        let sealed = async {
+            file.truncate(written_bytes)
+                .await
+                .map_err(|e| LogError::io("truncating sealed segment", &paths.log, e))?;
+            file.fdatasync()
+                .await
+                .map_err(|e| LogError::io("fdatasync", &paths.log, e))?;
+            let mut st = self.state.borrow_mut();
+            st.active_mut()
+                .index
+                .rewrite(&paths.offset_index, &paths.time_index, true)
+                .map_err(|e| LogError::io("writing index", &paths.offset_index, e))
+        }
+        .await;
+        if let Err(e) = sealed {
+            let mut st = self.state.borrow_mut();
+            st.failed.get_or_insert_with(|| e.to_string());
+            let _ = new_segment.paths.remove_all();
+            return Err(e);
+        }
+        let mut st = self.state.borrow_mut();
+        st.active_mut().sealed = true;
+        st.segments.push(new_segment);
+        st.tail_block.clear();
+        tracing::debug!(dir = %self.dir.display(), base, "rolled to a new segment");
+        Ok(())
+    }
+
+    /// Reads batches from `offset` up to `bytes_max` (at least one batch when
+    /// any is available), never past the high watermark. Tail reads come from
+    /// the memory ring; older ones from the segment files through the index.
+    pub async fn read(&self, offset: u64, bytes_max: usize) -> Result<FetchedBatches, LogError> {
+        let (file, path, position, position_offset, end_position, hw, log_start) = {
+            let st = self.state.borrow();
+            let hw = st.high_watermark(self.config.fsync);
+            if offset < st.log_start || offset > st.log_end {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    start: st.log_start,
+                    end: st.log_end,
+                });
+            }
+            let mut fetched = FetchedBatches {
+                batches: Vec::new(),
+                high_watermark: hw,
+                log_start: st.log_start,
+            };
+            if offset >= hw {
+                return Ok(fetched);
+            }
+            if let Some(batches) = st.ring.read(offset, hw, bytes_max) {
+                fetched.batches = batches;
+                return Ok(fetched);
+            }
+            let i = st.segments.partition_point(|s| s.base_offset <= offset) - 1;
+            let seg = &st.segments[i];
+            let (position_offset, position) = seg.index_position(offset);
+            (
+                seg.file.clone(),
+                seg.paths.log.clone(),
+                position,
+                position_offset,
+                seg.written_bytes,
+                hw,
+                st.log_start,
+            )
+        };
+        let batches = read_batches(
+            &file,
+            &path,
+            position,
+            position_offset,
+            offset,
+            end_position,
+            hw,
+            bytes_max,
+        )
+        .await?;
+        Ok(FetchedBatches {
+            batches,
+            high_watermark: hw,
+            log_start,
+        })
+    }
+
+    /// The first offset whose record timestamp is ≥ `timestamp_ms`, or `None`
+    /// when every acknowledged record is older.
+    pub async fn find_offset_by_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<u64>, LogError> {
+        let start = {
+            let st = self.state.borrow();
+            let Some(seg) = st
+                .segments
+                .iter()
+                .find(|s| s.index.max_timestamp_ms.is_some_and(|m| m >= timestamp_ms))
+            else {
+                return Ok(None);
+            };
+            seg.base_offset + u64::from(seg.index.scan_start_for_time(timestamp_ms))
+        };
+        let mut offset = start.max(self.offsets().log_start);
+        loop {
+            let fetched = self.read(offset, 1 << 20).await?;
+            if fetched.batches.is_empty() {
+                return Ok(None);
+            }
+            for batch in &fetched.batches {
+                let view = BatchView::parse_exact(batch).map_err(LogError::InvalidBatch)?;
+                if view.header().last_timestamp_ms.get() >= timestamp_ms {
+                    for rec in view.records() {
+                        let rec = rec?;
+                        if rec.offset >= offset && rec.timestamp_ms >= timestamp_ms {
+                            return Ok(Some(rec.offset));
+                        }
+                    }
+                }
+                offset = offset.max(view.header().next_offset());
+            }
+        }
+    }
+
+    /// Removes every record at or after `offset`, which must be a batch
+    /// boundary (or the log end). Durable before it returns.
+    pub async fn truncate_suffix(&self, offset: u64) -> Result<(), LogError> {
+        let _permit = self.lock().await?;
+        self.refuse_if_failed(&self.state.borrow())?;
+        self.flush_locked(true).await?;
+        let (log_start, log_end) = {
+            let st = self.state.borrow();
+            (st.log_start, st.log_end)
+        };
+        if offset == log_end {
+            return Ok(());
+        }
+        if offset < log_start || offset > log_end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: log_start,
+                end: log_end,
+            });
+        }
+        // Find the batch boundary's file position (validates that it is one).
+        let (seg_index, position) = {
+            let (i, file, path, pos, pos_off, end) = {
+                let st = self.state.borrow();
+                let i = st.segments.partition_point(|s| s.base_offset <= offset) - 1;
+                let seg = &st.segments[i];
+                let (pos_off, pos) = seg.index_position(offset);
+                (
+                    i,
+                    seg.file.clone(),
+                    seg.paths.log.clone(),
+                    pos,
+                    pos_off,
+                    seg.written_bytes,
+                )
+            };
+            let mut position = pos;
+            let mut at = pos_off;
+            while at < offset {
+                let batches =
+                    read_batches(&file, &path, position, at, at, end, u64::MAX, 1).await?;
+                let b = batches
+                    .first()
+                    .ok_or(LogError::NotBatchBoundary { offset })?;
+                let h = BatchView::parse_exact(b)?.header();
+                position += b.len() as u64;
+                at = h.next_offset();
+            }
+            if at != offset {
+                return Err(LogError::NotBatchBoundary { offset });
+            }
+            (i, position)
+        };
+        // Later segments go entirely; the segment holding `offset` is cut.
+        let removed: Vec<Segment> = self
+            .state
+            .borrow_mut()
+            .segments
+            .drain(seg_index + 1..)
+            .collect();
+        for seg in removed {
+            seg.paths
+                .remove_all()
+                .map_err(|e| LogError::io("removing segment", &seg.paths.log, e))?;
+        }
+        let (file, paths) = {
+            let st = self.state.borrow();
+            let seg = &st.segments[seg_index];
+            (seg.file.clone(), seg.paths.clone())
+        };
+        let tail = discard_after(&file, &paths.log, position, &self.config).await?;
+        let mut st = self.state.borrow_mut();
+        let seg = st.segments.last_mut().expect("kept segment");
+        seg.bytes = position;
+        seg.written_bytes = position;
+        seg.next_offset = offset;
+        seg.sealed = false;
+        let rel = (offset - seg.base_offset) as u32;
+        seg.index.truncate(rel);
+        if position == 0 {
+            seg.first_timestamp_ms = None;
+        }
+        seg.index
+            .rewrite(&paths.offset_index, &paths.time_index, false)
+            .map_err(|e| LogError::io("writing index", &paths.offset_index, e))?;
+        st.tail_block = tail;
+        st.log_end = offset;
+        st.written = offset;
+        st.synced = offset;
+        st.ring.truncate(offset);
+        st.check_invariants(self.config.fsync);
+        tracing::info!(dir = %self.dir.display(), offset, "truncated log suffix");
+        Ok(())
+    }
+
+    /// Deletes sealed segments beyond the retention limits; returns how many.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let _permit = self.lock().await?;
+        let doomed: Vec<Segment> = {
+            let mut st = self.state.borrow_mut();
+            let summaries: Vec<SegmentSummary> = st
+                .segments
+                .iter()
+                .map(|s| SegmentSummary {
+                    bytes: s.bytes,
+                    max_timestamp_ms: s.index.max_timestamp_ms,
+                })
+                .collect();
+            let n = segments_to_delete(
+                &summaries,
+                now_ms,
+                self.config.retention_bytes,
+                self.config.retention_ms,
+            );
+            let doomed: Vec<Segment> = st.segments.drain(..n).collect();
+            st.log_start = st.segments[0].base_offset;
+            let start = st.log_start;
+            st.ring.trim_front(start);
+            doomed
+        };
+        for seg in &doomed {
+            seg.paths
+                .remove_all()
+                .map_err(|e| LogError::io("removing segment", &seg.paths.log, e))?;
+            tracing::info!(segment = %seg.paths.log.display(), bytes = seg.bytes, "retention deleted segment");
+        }
+        Ok(doomed.len())
+    }
+
+    /// Flushes, fdatasyncs and persists indexes. The log stays usable.
+    pub async fn close(&self) -> Result<(), LogError> {
+        self.sync().await
+    }
+}
+
+/// Concatenation of a prefix and batches, copied out chunk by chunk.
+struct ByteStream<'a> {
+    parts: Vec<&'a [u8]>,
+    part: usize,
+    at: usize,
+}
+
+impl<'a> ByteStream<'a> {
+    fn new(prefix: &'a [u8], batches: &'a [Bytes]) -> Self {
+        let mut parts = vec![prefix];
+        parts.extend(batches.iter().map(|b| &b[..]));
+        Self {
+            parts,
+            part: 0,
+            at: 0,
+        }
+    }
+
+    fn fill(&mut self, mut dst: &mut [u8]) {
+        while !dst.is_empty() {
+            let src = &self.parts[self.part][self.at..];
+            let n = src.len().min(dst.len());
+            dst[..n].copy_from_slice(&src[..n]);
+            dst = &mut dst[n..];
+            self.at += n;
+            if self.at == self.parts[self.part].len() {
+                self.part += 1;
+                self.at = 0;
+            }
+        }
+    }
+}
+
+async fn open_rw(path: &Path, create: bool) -> Result<DmaFile, LogError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .dma_open(path)
+        .await
+        .map_err(|e| LogError::io("opening", path, e))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LogError::io("fsync directory", dir, e))
+}
+
+async fn create_segment(
+    dir: &Path,
+    base_offset: u64,
+    config: &LogConfig,
+) -> Result<Segment, LogError> {
+    let paths = SegmentPaths::new(dir, base_offset);
+    let file = open_rw(&paths.log, true).await?;
+    if config.preallocate {
+        if let Err(e) = file.pre_allocate(config.segment_bytes, false).await {
+            let _ = file.close().await;
+            let _ = std::fs::remove_file(&paths.log);
+            return Err(LogError::io("pre-allocating segment", &paths.log, e));
+        }
+    }
+    for p in [&paths.offset_index, &paths.time_index] {
+        std::fs::write(p, b"").map_err(|e| LogError::io("creating index", p, e))?;
+    }
+    sync_dir(dir)?;
+    Ok(Segment {
+        base_offset,
+        next_offset: base_offset,
+        bytes: 0,
+        written_bytes: 0,
+        first_timestamp_ms: None,
+        index: SegmentIndex::default(),
+        paths,
+        file: Rc::new(file),
+        sealed: false,
+    })
+}
+
+/// Makes `position` the end of the segment file: everything after it reads as
+/// zeros (so truncated batches can never be resurrected by a later scan).
+/// Returns the new partial tail block.
+async fn discard_after(
+    file: &DmaFile,
+    path: &Path,
+    position: u64,
+    config: &LogConfig,
+) -> Result<Vec<u8>, LogError> {
+    file.truncate(position)
+        .await
+        .map_err(|e| LogError::io("truncating", path, e))?;
+    if config.preallocate {
+        file.pre_allocate(config.segment_bytes.max(align_up(position)), false)
+            .await
+            .map_err(|e| LogError::io("pre-allocating segment", path, e))?;
+    }
+    file.fdatasync()
+        .await
+        .map_err(|e| LogError::io("fdatasync", path, e))?;
+    let block = align_down(position);
+    if block == position {
+        return Ok(Vec::new());
+    }
+    let read = file
+        .read_at_aligned(block, 4096)
+        .await
+        .map_err(|e| LogError::io("reading", path, e))?;
+    Ok(read[..(position - block) as usize].to_vec())
+}
+
+/// Recovers one segment: loads its index (rebuilding it when it does not
+/// match), validates the log from the last index entry, and truncates a torn
+/// tail of the last segment. Returns the segment and its partial tail block.
+async fn recover_segment(
+    dir: &Path,
+    base_offset: u64,
+    is_last: bool,
+    config: &LogConfig,
+    report: &mut RecoveryReport,
+) -> Result<(Segment, Vec<u8>), LogError> {
+    let paths = SegmentPaths::new(dir, base_offset);
+    let file = open_rw(&paths.log, false).await?;
+    let file_bytes = file
+        .file_size()
+        .await
+        .map_err(|e| LogError::io("stat", &paths.log, e))?;
+    let loaded = match (
+        std::fs::read(&paths.offset_index),
+        std::fs::read(&paths.time_index),
+    ) {
+        (Ok(o), Ok(t)) => SegmentIndex::decode(&o, &t, file_bytes),
+        _ => None,
+    };
+    let mut rebuilt = loaded.is_none();
+    let mut index = loaded.unwrap_or_default();
+    let mut outcome =
+        scan_from_last_entry(&file, &paths.log, base_offset, &index, file_bytes, report).await?;
+    if !index.offsets.is_empty() && outcome.found_entry_batch.is_none() {
+        // The index points at something that is not a batch: distrust it.
+        index = SegmentIndex::default();
+        rebuilt = true;
+        outcome = scan_from_last_entry(&file, &paths.log, base_offset, &index, file_bytes, report)
+            .await?;
+    }
+    let start_position = index.offsets.last().map_or(0, |e| u64::from(e.position));
+    let mut max_ts = index.max_timestamp_ms;
+    let index_was_empty = index.offsets.is_empty();
+    for b in outcome
+        .scan
+        .batches
+        .iter()
+        .filter(|b| b.position > start_position || index_was_empty)
+    {
+        index.on_batch(
+            (b.base_offset - base_offset) as u32,
+            b.position,
+            b.last_timestamp_ms,
+            config.index_interval_bytes,
+        );
+        max_ts = Some(max_ts.map_or(b.last_timestamp_ms, |m| m.max(b.last_timestamp_ms)));
+    }
+    index.max_timestamp_ms = max_ts;
+    let end = outcome.scan.end_position;
+    let next_offset = outcome.scan.next_offset;
+    let mut tail = Vec::new();
+    match &outcome.scan.stop {
+        ScanStop::CleanEnd if end == file_bytes || is_last => {}
+        ScanStop::CleanEnd => {
+            // A sealed segment pre-allocated but never truncated (crash during
+            // roll): its data ends here and the rest is zeros.
+            file.truncate(end)
+                .await
+                .map_err(|e| LogError::io("truncating sealed segment", &paths.log, e))?;
+        }
+        ScanStop::NeedMore { .. } | ScanStop::Invalid { .. } if !is_last => {
+            let reason = match &outcome.scan.stop {
+                ScanStop::Invalid { reason, .. } => reason.clone(),
+                _ => "segment ends inside a batch".into(),
+            };
+            return Err(LogError::Corrupt {
+                segment: paths.log.clone(),
+                offset: next_offset,
+                position: end,
+                reason,
+            });
+        }
+        stop => {
+            let reason = match stop {
+                ScanStop::Invalid { reason, .. } => reason.clone(),
+                _ => "torn batch at the end of the log".into(),
+            };
+            tracing::warn!(
+                segment = %paths.log.display(),
+                position = end,
+                offset = next_offset,
+                %reason,
+                "dropping torn tail: everything from this position on is discarded"
+            );
+            report.truncated_tail = Some((paths.log.clone(), end, next_offset, reason));
+        }
+    }
+    if is_last {
+        // Always cut the active segment at its valid end, even after a clean
+        // scan: blocks of an interrupted write may have landed beyond a hole,
+        // and a later append must never line up with such stale batches.
+        tail = discard_after(&file, &paths.log, end, config).await?;
+    }
+    if rebuilt {
+        report.rebuilt_indexes.push(paths.offset_index.clone());
+        tracing::warn!(index = %paths.offset_index.display(), "rebuilt segment index from the log");
+        index
+            .rewrite(&paths.offset_index, &paths.time_index, false)
+            .map_err(|e| LogError::io("writing index", &paths.offset_index, e))?;
+    } else if report.truncated_tail.is_some() && is_last {
+        index.truncate((next_offset - base_offset) as u32);
+        index
+            .rewrite(&paths.offset_index, &paths.time_index, false)
+            .map_err(|e| LogError::io("writing index", &paths.offset_index, e))?;
+    } else {
+        index
+            .persist_new(&paths.offset_index, &paths.time_index, u64::MAX)
+            .map_err(|e| LogError::io("writing index", &paths.offset_index, e))?;
+    }
+    let first_timestamp_ms = if end > 0 {
+        let head = file
+            .read_at_aligned(0, 4096)
+            .await
+            .map_err(|e| LogError::io("reading", &paths.log, e))?;
+        crate::batch::peek_header(&head)
+            .ok()
+            .map(|h| h.first_timestamp_ms.get())
+    } else {
+        None
+    };
+    Ok((
+        Segment {
+            base_offset,
+            next_offset,
+            bytes: end,
+            written_bytes: end,
+            first_timestamp_ms,
+            index,
+            paths,
+            file: Rc::new(file),
+            sealed: !is_last,
+        },
+        tail,
+    ))
+}
+
+struct TailScan {
+    scan: crate::scan::Scan,
+    /// The batch at the last index entry, when the index has one and it is valid.
+    found_entry_batch: Option<u64>,
+}
+
+/// Scans from the last index entry (or the start) to the end of the valid data.
+async fn scan_from_last_entry(
+    file: &DmaFile,
+    path: &Path,
+    base_offset: u64,
+    index: &SegmentIndex,
+    file_bytes: u64,
+    report: &mut RecoveryReport,
+) -> Result<TailScan, LogError> {
+    let (mut position, mut offset) = index.offsets.last().map_or((0, base_offset), |e| {
+        (
+            u64::from(e.position),
+            base_offset + u64::from(e.relative_offset),
+        )
+    });
+    let entry_position = index.offsets.last().map(|e| u64::from(e.position));
+    let mut total = crate::scan::Scan {
+        batches: Vec::new(),
+        end_position: position,
+        next_offset: offset,
+        stop: ScanStop::CleanEnd,
+    };
+    let mut want = RECOVERY_READ_BYTES;
+    loop {
+        if position >= file_bytes {
+            total.stop = ScanStop::CleanEnd;
+            break;
+        }
+        let block = align_down(position);
+        let len = (want as u64).min(align_up(file_bytes) - block);
+        let buf = file
+            .read_at_aligned(block, len as usize)
+            .await
+            .map_err(|e| LogError::io("reading", path, e))?;
+        report.tail_bytes_scanned += buf.len() as u64;
+        let skip = (position - block) as usize;
+        if buf.len() <= skip {
+            total.stop = ScanStop::CleanEnd;
+            break;
+        }
+        let at_eof = block + buf.len() as u64 >= file_bytes;
+        let scan = scan_batches(&buf[skip..], position, offset);
+        total.batches.extend_from_slice(&scan.batches);
+        total.end_position = scan.end_position;
+        total.next_offset = scan.next_offset;
+        match scan.stop {
+            ScanStop::NeedMore { bytes, .. } if !at_eof => {
+                if scan.end_position == position {
+                    want = want.max(bytes + 4096);
+                }
+                position = scan.end_position;
+                offset = scan.next_offset;
+            }
+            ScanStop::CleanEnd if !at_eof && scan.end_position == block + buf.len() as u64 => {
+                position = scan.end_position;
+                offset = scan.next_offset;
+            }
+            stop => {
+                total.stop = stop;
+                break;
+            }
+        }
+    }
+    let found_entry_batch = entry_position
+        .and_then(|p| total.batches.first().filter(|b| b.position == p))
+        .map(|b| b.base_offset);
+    Ok(TailScan {
+        scan: total,
+        found_entry_batch,
+    })
+}
