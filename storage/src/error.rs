@@ -34,21 +34,39 @@ pub enum LogError {
     Inconsistent { dir: PathBuf, reason: String },
 }
 
+/// The plain OS error behind an I/O failure: glommio's wrapper repeats the
+/// path and hides the errno, and the log's own message names the path already.
+pub(crate) trait IntoOsError {
+    fn into_os_error(self) -> std::io::Error;
+}
+
+impl IntoOsError for std::io::Error {
+    fn into_os_error(self) -> std::io::Error {
+        self
+    }
+}
+
+impl<T> IntoOsError for glommio::GlommioError<T> {
+    fn into_os_error(self) -> std::io::Error {
+        match self {
+            glommio::GlommioError::EnhancedIoError { source, .. } => source,
+            other => other.into(),
+        }
+    }
+}
+
 impl LogError {
-    pub(crate) fn io(
-        op: &'static str,
-        path: impl Into<PathBuf>,
-        source: impl Into<std::io::Error>,
-    ) -> Self {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: impl IntoOsError) -> Self {
         Self::Io {
             op,
             path: path.into(),
-            source: source.into(),
+            source: source.into_os_error(),
         }
     }
 
     /// Whether the error came from the disk being full.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, Self::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+        matches!(self, Self::Io { source, .. }
+            if source.raw_os_error() == Some(libc::ENOSPC) || source.kind() == std::io::ErrorKind::StorageFull)
     }
 }

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use glommio::io::{DmaFile, OpenOptions};
-use glommio::sync::Semaphore;
 use sprawl_io::dma_pool::DmaBufPool;
 use sprawl_io::{align_down, align_up};
 
@@ -30,6 +29,7 @@ use crate::batch::{restamp, validate_incoming, BatchView};
 use crate::config::{FsyncPolicy, LogConfig};
 use crate::error::LogError;
 use crate::index::SegmentIndex;
+use crate::io_gate::{IoGate, IoTurn};
 use crate::retention::{segments_to_delete, SegmentSummary};
 use crate::ring::MemoryRing;
 use crate::scan::{scan_batches, ScanStop};
@@ -79,7 +79,17 @@ pub struct RecoveryReport {
     pub tail_bytes_scanned: u64,
 }
 
+/// Counters of the log's own I/O, for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub batches_appended: u64,
+    pub flushes: u64,
+    pub fdatasyncs: u64,
+    pub bytes_written: u64,
+}
+
 struct LogState {
+    stats: LogStats,
     segments: Vec<Segment>,
     log_start: u64,
     log_end: u64,
@@ -132,7 +142,7 @@ pub struct PartitionLog {
     pool: Rc<DmaBufPool>,
     state: RefCell<LogState>,
     /// Serialises writes, fdatasyncs, rolls, truncation and retention.
-    io_lock: Semaphore,
+    io_gate: IoGate,
 }
 
 fn now_ms() -> i64 {
@@ -207,6 +217,7 @@ impl PartitionLog {
             tracing::debug!(dir = %dir.display(), ?report, "opened partition log");
         }
         let state = LogState {
+            stats: LogStats::default(),
             segments,
             log_start,
             log_end,
@@ -225,7 +236,7 @@ impl PartitionLog {
                 config,
                 pool,
                 state: RefCell::new(state),
-                io_lock: Semaphore::new(1),
+                io_gate: IoGate::default(),
             },
             report,
         ))
@@ -256,6 +267,10 @@ impl PartitionLog {
 
     pub fn segment_count(&self) -> usize {
         self.state.borrow().segments.len()
+    }
+
+    pub fn stats(&self) -> LogStats {
+        self.state.borrow().stats
     }
 
     /// Bytes held by the memory ring.
@@ -321,6 +336,7 @@ impl PartitionLog {
             seg.next_offset = next_offset;
             st.log_end = next_offset;
             st.ring.push(base_offset, next_offset, batch.clone());
+            st.stats.batches_appended += 1;
             st.pending.push_back(batch);
             AppendAck {
                 base_offset,
@@ -353,14 +369,8 @@ impl PartitionLog {
         full || old
     }
 
-    async fn lock(&self) -> Result<glommio::sync::Permit<'_>, LogError> {
-        self.io_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|e| LogError::Failed {
-                dir: self.dir.clone(),
-                cause: format!("I/O lock closed: {e}"),
-            })
+    async fn lock(&self) -> Result<IoTurn<'_>, LogError> {
+        Ok(self.io_gate.turn().await)
     }
 
     /// Group commit: returns once `next_offset` is acknowledged, flushing
@@ -374,14 +384,12 @@ impl PartitionLog {
                 }
                 self.refuse_if_failed(&st)?;
             }
-            let _permit = self.lock().await?;
-            {
-                let st = self.state.borrow();
-                if st.high_watermark(self.config.fsync) >= next_offset {
-                    return Ok(());
-                }
-                self.refuse_if_failed(&st)?;
-            }
+            // Never queue for the turn: the flush in progress (or the next
+            // one, started by whoever runs first) may already cover us.
+            let Some(_turn) = self.io_gate.try_turn() else {
+                self.io_gate.turn_ended().await;
+                continue;
+            };
             let sync = match self.config.fsync {
                 FsyncPolicy::Always => true,
                 FsyncPolicy::IntervalMs(ms) => {
@@ -410,6 +418,9 @@ impl PartitionLog {
         let (batches, file, path, written_bytes, prefix, end_offset) = {
             let mut st = self.state.borrow_mut();
             let batches: Vec<Bytes> = st.pending.drain(..).collect();
+            if !batches.is_empty() {
+                st.stats.flushes += 1;
+            }
             let end_offset = st.log_end;
             let prefix = std::mem::take(&mut st.tail_block);
             let seg = st.active();
@@ -476,6 +487,7 @@ impl PartitionLog {
                 .persist_new(&paths.offset_index, &paths.time_index, written_bytes)
                 .map_err(|e| LogError::io("writing index", &paths.offset_index, e))?;
             st.written = end_offset;
+            st.stats.bytes_written += new_bytes;
         } else {
             self.state.borrow_mut().tail_block = prefix;
         }
@@ -490,6 +502,7 @@ impl PartitionLog {
             let mut st = self.state.borrow_mut();
             st.synced = st.written;
             st.last_sync = Instant::now();
+            st.stats.fdatasyncs += 1;
         }
         self.state.borrow().check_invariants(self.config.fsync);
         Ok(())
@@ -1110,7 +1123,7 @@ async fn scan_from_last_entry(
         match scan.stop {
             ScanStop::NeedMore { bytes, .. } if !at_eof => {
                 if scan.end_position == position {
-                    want = want.max(bytes + 4096);
+                    want = want.max(align_up(bytes as u64 + 4096) as usize);
                 }
                 position = scan.end_position;
                 offset = scan.next_offset;

@@ -101,8 +101,7 @@ pub async fn read_batches(
     let mut want = bytes_max.max(64 << 10);
     while position < end_position && position_offset < end_offset {
         let len = want.min((end_position - position) as usize);
-        let buf = file
-            .read_at(position, len)
+        let buf = read_span(file, position, len)
             .await
             .map_err(|e| LogError::io("reading", path, e))?;
         if buf.len() < len {
@@ -164,6 +163,34 @@ pub async fn read_batches(
         position_offset = scan.next_offset;
     }
     Ok(out)
+}
+
+/// One read is split into chunks of this size, all in flight at once: a
+/// single large O_DIRECT read at queue depth 1 leaves the device idle between
+/// requests (measured: ~50% of the device limit).
+const READ_CHUNK_BYTES: u64 = 1 << 20;
+
+/// Reads `len` bytes at `position` (any alignment) as concurrent aligned
+/// chunk reads, copied once into a buffer the returned batches share.
+async fn read_span(file: &DmaFile, position: u64, len: usize) -> std::io::Result<Bytes> {
+    let start = sprawl_io::align_down(position);
+    let end = sprawl_io::align_up(position + len as u64);
+    let chunks = (start..end).step_by(READ_CHUNK_BYTES as usize).map(|at| {
+        let n = READ_CHUNK_BYTES.min(end - at) as usize;
+        file.read_at_aligned(at, n)
+    });
+    let results = futures::future::join_all(chunks).await;
+    let mut out = Vec::with_capacity((end - start) as usize);
+    for r in results {
+        let r = r.map_err(crate::error::IntoOsError::into_os_error)?;
+        out.extend_from_slice(&r);
+        if r.len() < READ_CHUNK_BYTES as usize {
+            break; // end of file
+        }
+    }
+    let skip = ((position - start) as usize).min(out.len());
+    let take = len.min(out.len() - skip);
+    Ok(Bytes::from(out).slice(skip..skip + take))
 }
 
 #[cfg(test)]

@@ -93,6 +93,8 @@ fn concurrent_appends_share_group_commits() {
         }
         let o = log.offsets();
         assert_eq!(o.synced, 640, "fsync=always acks only synced data");
+        let stats = log.stats();
+        assert!(stats.fdatasyncs < 64 / 4, "appends share fdatasyncs: {stats:?}");
         assert_eq!(read_all(&log, 0).await.len(), 640);
     });
 }
@@ -378,4 +380,49 @@ fn fsync_policies_ack_at_their_watermark() {
             }
         });
     }
+}
+
+#[test]
+fn large_batches_read_back_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(dir.path(), move |pool| async move {
+        let log = PartitionLog::open(&path, LogConfig::default(), pool.clone()).await.unwrap();
+        for i in 0..20u8 {
+            log.append(batch_of(&values(1000, i, 1024), 1)).await.unwrap();
+        }
+        drop(log);
+        let log = PartitionLog::open(&path, LogConfig::default(), pool).await.unwrap();
+        let mut next = 0;
+        while next < 20_000 {
+            let f = log.read(next, 4 << 20).await.unwrap();
+            let last = sprawl_storage::BatchView::parse_exact(f.batches.last().unwrap()).unwrap();
+            next = last.header().next_offset();
+        }
+    });
+}
+
+#[test]
+fn looping_appenders_share_group_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(dir.path(), move |pool| async move {
+        let log = std::rc::Rc::new(PartitionLog::open(&path, LogConfig::default(), pool).await.unwrap());
+        let tasks: Vec<_> = (0..8u8)
+            .map(|i| {
+                let log = log.clone();
+                glommio::spawn_local(async move {
+                    for _ in 0..50 {
+                        log.append(batch_of(&values(1, i, 1024), 1)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+        let stats = log.stats();
+        assert_eq!(stats.batches_appended, 400);
+        assert!(stats.fdatasyncs <= 400 / 3, "appends share fdatasyncs: {stats:?}");
+    });
 }
