@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, generated-code freshness, and every
+# unit, property, integration and crash test. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+if [ -x scripts/gen-wire.sh ] && command -v flatc >/dev/null 2>&1; then
+  echo "==> generated wire code is current"
+  scripts/gen-wire.sh --check
+fi
+
+echo "==> cargo test"
+cargo test --workspace --locked -- --test-threads "${SPRAWL_TEST_THREADS:-2}"
