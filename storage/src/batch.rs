@@ -556,8 +556,10 @@ mod tests {
         assert_eq!(validate_incoming(&empty), Err(BatchError::Empty));
     }
 
-    fn arb_records(
-    ) -> impl Strategy<Value = Vec<(i64, Option<Vec<u8>>, Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)>> {
+    /// `(timestamp, key, value, headers)` of one record.
+    type ArbRecord = (i64, Option<Vec<u8>>, Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>);
+
+    fn arb_records() -> impl Strategy<Value = Vec<ArbRecord>> {
         proptest::collection::vec(
             (
                 any::<i64>(),

@@ -281,14 +281,17 @@ impl PartitionLog {
     /// Appends one producer-encoded batch (see [`crate::batch`]); resolves once
     /// it is durable under the fsync policy.
     pub async fn append(&self, batch: BytesMut) -> Result<AppendAck, LogError> {
-        self.append_with_epoch(batch, 0).await
+        self.append_with(batch, 0, false).await
     }
 
-    /// [`Self::append`] stamping the batch with a leader epoch.
-    pub async fn append_with_epoch(
+    /// [`Self::append`] stamping the batch with a leader epoch; with
+    /// `force_sync` it resolves only once fdatasync'ed, whatever the policy
+    /// (a producer asking for durable acks on a log that syncs lazily).
+    pub async fn append_with(
         &self,
         mut batch: BytesMut,
         leader_epoch: u64,
+        force_sync: bool,
     ) -> Result<AppendAck, LogError> {
         if batch.len() > self.config.batch_bytes_max {
             return Err(LogError::BatchTooLarge {
@@ -343,7 +346,7 @@ impl PartitionLog {
                 next_offset,
             }
         };
-        self.wait_durable(ack.next_offset).await?;
+        self.wait_durable(ack.next_offset, force_sync).await?;
         Ok(ack)
     }
 
@@ -375,11 +378,16 @@ impl PartitionLog {
 
     /// Group commit: returns once `next_offset` is acknowledged, flushing
     /// everything pending whenever this caller gets the I/O lock first.
-    async fn wait_durable(&self, next_offset: u64) -> Result<(), LogError> {
+    async fn wait_durable(&self, next_offset: u64, force_sync: bool) -> Result<(), LogError> {
         loop {
             {
                 let st = self.state.borrow();
-                if st.high_watermark(self.config.fsync) >= next_offset {
+                let acked = if force_sync {
+                    st.synced
+                } else {
+                    st.high_watermark(self.config.fsync)
+                };
+                if acked >= next_offset {
                     return Ok(());
                 }
                 self.refuse_if_failed(&st)?;
@@ -390,13 +398,14 @@ impl PartitionLog {
                 self.io_gate.turn_ended().await;
                 continue;
             };
-            let sync = match self.config.fsync {
-                FsyncPolicy::Always => true,
-                FsyncPolicy::IntervalMs(ms) => {
-                    self.state.borrow().last_sync.elapsed() >= Duration::from_millis(ms)
-                }
-                FsyncPolicy::Never => false,
-            };
+            let sync = force_sync
+                || match self.config.fsync {
+                    FsyncPolicy::Always => true,
+                    FsyncPolicy::IntervalMs(ms) => {
+                        self.state.borrow().last_sync.elapsed() >= Duration::from_millis(ms)
+                    }
+                    FsyncPolicy::Never => false,
+                };
             self.flush_locked(sync).await?;
         }
     }

@@ -28,7 +28,13 @@ fn every_acknowledged_record_survives_kill_9() {
     let seed: u64 = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
     eprintln!("crash test seed: CRASH_SEED={seed}");
     let mut rng = seed;
     let dir = tempfile::tempdir().unwrap();
@@ -68,20 +74,35 @@ fn every_acknowledged_record_survives_kill_9() {
         child.wait().unwrap();
         let (opened_at, max_next) = reader.join().unwrap();
         if let Some(opened) = opened_at {
-            assert!(opened >= acked_end, "seed {seed} round {round}: reopened at {opened} < acked {acked_end}");
+            assert!(
+                opened >= acked_end,
+                "seed {seed} round {round}: reopened at {opened} < acked {acked_end}"
+            );
         }
         acked_end = acked_end.max(max_next);
-        eprintln!("round {round}: killed after {:?}, acked up to {acked_end}", started.elapsed());
+        eprintln!(
+            "round {round}: killed after {:?}, acked up to {acked_end}",
+            started.elapsed()
+        );
     }
     assert!(acked_end > 0, "the child acknowledged something");
     let path = dir.path().to_path_buf();
     let (end, records) = run(dir.path(), move |pool| async move {
-        let log = PartitionLog::open(&path, LogConfig::default(), pool).await.unwrap();
+        let log = PartitionLog::open(&path, LogConfig::default(), pool)
+            .await
+            .unwrap();
         let records = read_all(&log, 0).await;
         (log.offsets().log_end, records)
     });
-    assert!(end >= acked_end, "seed {seed}: log ends at {end}, acked {acked_end}");
-    assert_eq!(records.len() as u64, end, "every record up to the log end reads back");
+    assert!(
+        end >= acked_end,
+        "seed {seed}: log ends at {end}, acked {acked_end}"
+    );
+    assert_eq!(
+        records.len() as u64,
+        end,
+        "every record up to the log end reads back"
+    );
     // Values are self-describing: check each, and that each appender's
     // sequence numbers only grow along the log within a run.
     let mut last_seq = std::collections::HashMap::new();
@@ -89,14 +110,20 @@ fn every_acknowledged_record_survives_kill_9() {
         assert!(value.len() >= 9, "offset {offset}: short value");
         let appender = value[0];
         let seq = u64::from_le_bytes(value[1..9].try_into().unwrap());
-        assert_eq!(value, &value::record_value(appender, seq), "seed {seed}: offset {offset} holds a torn or foreign value");
+        assert_eq!(
+            value,
+            &value::record_value(appender, seq),
+            "seed {seed}: offset {offset} holds a torn or foreign value"
+        );
         let run_id = seq / 1_000_000;
         if let Some(&(prev_run, prev_seq)) = last_seq.get(&appender) {
             if prev_run == run_id {
-                assert!(seq > prev_seq, "seed {seed}: appender {appender} out of order at offset {offset}");
+                assert!(
+                    seq > prev_seq,
+                    "seed {seed}: appender {appender} out of order at offset {offset}"
+                );
             }
         }
         last_seq.insert(appender, (run_id, seq));
     }
 }
-

@@ -21,7 +21,10 @@ impl LoopMount {
         let image = root.join("fs.img");
         let mountpoint = root.join("mnt");
         std::fs::create_dir_all(&mountpoint).unwrap();
-        std::fs::File::create(&image).unwrap().set_len(mib << 20).unwrap();
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(mib << 20)
+            .unwrap();
         let sh = |cmd: &mut Command| -> Result<(), String> {
             let out = cmd.output().map_err(|e| e.to_string())?;
             out.status
@@ -30,14 +33,20 @@ impl LoopMount {
                 .ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
         };
         sh(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image))?;
-        sh(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&mountpoint))?;
+        sh(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mountpoint))?;
         Ok(Self { mountpoint })
     }
 }
 
 impl Drop for LoopMount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.mountpoint).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.mountpoint)
+            .status();
     }
 }
 
@@ -87,6 +96,8 @@ fn full_disk_fails_appends_cleanly_and_keeps_the_log_readable() {
         read_all(&log, 0).await
     });
     assert_eq!(records.len() as u64, acked);
-    assert!(records.iter().all(|(_, v)| v.len() == 64 << 10 && v.iter().all(|&b| b == 7)));
+    assert!(records
+        .iter()
+        .all(|(_, v)| v.len() == 64 << 10 && v.iter().all(|&b| b == 7)));
     drop(mount);
 }

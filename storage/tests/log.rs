@@ -94,7 +94,10 @@ fn concurrent_appends_share_group_commits() {
         let o = log.offsets();
         assert_eq!(o.synced, 640, "fsync=always acks only synced data");
         let stats = log.stats();
-        assert!(stats.fdatasyncs < 64 / 4, "appends share fdatasyncs: {stats:?}");
+        assert!(
+            stats.fdatasyncs < 64 / 4,
+            "appends share fdatasyncs: {stats:?}"
+        );
         assert_eq!(read_all(&log, 0).await.len(), 640);
     });
 }
@@ -378,6 +381,11 @@ fn fsync_policies_ack_at_their_watermark() {
             if policy != FsyncPolicy::Never {
                 assert_eq!(log.offsets().synced, 3, "{policy}");
             }
+            // A producer asking for durability gets it whatever the policy.
+            log.append_with(batch_of(&values(2, 1, 10), 1), 0, true)
+                .await
+                .unwrap();
+            assert_eq!(log.offsets().synced, 5, "{policy}");
         });
     }
 }
@@ -387,12 +395,18 @@ fn large_batches_read_back_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(dir.path(), move |pool| async move {
-        let log = PartitionLog::open(&path, LogConfig::default(), pool.clone()).await.unwrap();
+        let log = PartitionLog::open(&path, LogConfig::default(), pool.clone())
+            .await
+            .unwrap();
         for i in 0..20u8 {
-            log.append(batch_of(&values(1000, i, 1024), 1)).await.unwrap();
+            log.append(batch_of(&values(1000, i, 1024), 1))
+                .await
+                .unwrap();
         }
         drop(log);
-        let log = PartitionLog::open(&path, LogConfig::default(), pool).await.unwrap();
+        let log = PartitionLog::open(&path, LogConfig::default(), pool)
+            .await
+            .unwrap();
         let mut next = 0;
         while next < 20_000 {
             let f = log.read(next, 4 << 20).await.unwrap();
@@ -407,7 +421,11 @@ fn looping_appenders_share_group_commits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(dir.path(), move |pool| async move {
-        let log = std::rc::Rc::new(PartitionLog::open(&path, LogConfig::default(), pool).await.unwrap());
+        let log = std::rc::Rc::new(
+            PartitionLog::open(&path, LogConfig::default(), pool)
+                .await
+                .unwrap(),
+        );
         let tasks: Vec<_> = (0..8u8)
             .map(|i| {
                 let log = log.clone();
@@ -423,6 +441,9 @@ fn looping_appenders_share_group_commits() {
         }
         let stats = log.stats();
         assert_eq!(stats.batches_appended, 400);
-        assert!(stats.fdatasyncs <= 400 / 3, "appends share fdatasyncs: {stats:?}");
+        assert!(
+            stats.fdatasyncs <= 400 / 3,
+            "appends share fdatasyncs: {stats:?}"
+        );
     });
 }

@@ -20,7 +20,10 @@ use sprawl_io::dma_pool::DmaBufPool;
 use sprawl_storage::{BatchBuilder, BatchView, FsyncPolicy, LogConfig, PartitionLog, Record};
 
 #[derive(Parser, Debug, Clone)]
-#[command(version, about = "Partition log benchmark, reported against the device limit")]
+#[command(
+    version,
+    about = "Partition log benchmark, reported against the device limit"
+)]
 struct Args {
     /// Directory on the disk to measure (emptied of bench files afterwards).
     #[arg(long, default_value = "./data/storage-bench")]
@@ -52,7 +55,8 @@ struct AppendResult {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
     let probe_cfg = ProbeConfig {
         dir: args.dir.clone(),
         total_bytes: args.size_mib << 20,
@@ -79,7 +83,11 @@ fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
         let mut md = String::new();
         writeln!(md, "# storage-bench\n")?;
-        writeln!(md, "Command: `{}`\n", std::env::args().collect::<Vec<_>>().join(" "))?;
+        writeln!(
+            md,
+            "Command: `{}`\n",
+            std::env::args().collect::<Vec<_>>().join(" ")
+        )?;
         writeln!(md, "## Machine\n\n{}\n", machine_details(&args.dir))?;
         writeln!(md, "## Results\n\n{report}")?;
         std::fs::write(dir.join("report.md"), md)?;
@@ -179,7 +187,10 @@ async fn run_all(args: Args, device: ProbeResult) -> anyhow::Result<String> {
     )?;
     writeln!(out, "|---|---:|---:|---:|---:|---:|---:|")?;
     let mut big_log = None;
-    for (fsync, fname) in [(FsyncPolicy::Always, "always"), (FsyncPolicy::Never, "never")] {
+    for (fsync, fname) in [
+        (FsyncPolicy::Always, "always"),
+        (FsyncPolicy::Never, "never"),
+    ] {
         for batch in [1usize, 64, 1000] {
             let name = format!("append batch={batch} fsync={fname}");
             let dir = args.dir.join(format!("append-{batch}-{fname}"));
@@ -229,7 +240,11 @@ async fn run_all(args: Args, device: ProbeResult) -> anyhow::Result<String> {
         let Some(last) = f.batches.last() else { break };
         next = BatchView::parse_exact(last)?.header().next_offset();
         read_bytes += f.batches.iter().map(|b| b.len() as u64).sum::<u64>();
-        records += f.batches.iter().map(|b| u64::from(BatchView::parse_exact(b).unwrap().header().record_count())).sum::<u64>();
+        records += f
+            .batches
+            .iter()
+            .map(|b| u64::from(BatchView::parse_exact(b).unwrap().header().record_count()))
+            .sum::<u64>();
     }
     let cold = t.elapsed();
     let cold_mbps = read_bytes as f64 / cold.as_secs_f64() / 1e6;
@@ -297,7 +312,11 @@ fn machine_details(dir: &Path) -> String {
         .unwrap_or("unknown")
         .trim()
         .to_string();
-    let mem = read("/proc/meminfo").lines().next().unwrap_or("").to_string();
+    let mem = read("/proc/meminfo")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
     let cmd = |c: &str, a: &[&str]| {
         std::process::Command::new(c)
             .args(a)

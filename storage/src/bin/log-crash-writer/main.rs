@@ -21,7 +21,10 @@ const APPENDERS: u8 = 4;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = std::path::PathBuf::from(args.next().context("usage: log-crash-writer DIR SEGMENT_BYTES START_SEQ")?);
+    let dir = std::path::PathBuf::from(
+        args.next()
+            .context("usage: log-crash-writer DIR SEGMENT_BYTES START_SEQ")?,
+    );
     let segment_bytes: u64 = args.next().context("SEGMENT_BYTES")?.parse()?;
     let start_seq: u64 = args.next().context("START_SEQ")?.parse()?;
     glommio::LocalExecutorBuilder::default()
@@ -42,9 +45,15 @@ fn main() -> anyhow::Result<()> {
                         loop {
                             let mut b = BatchBuilder::new();
                             let n = 1 + (seq % 7) as u32;
-                            let values: Vec<Vec<u8>> = (0..n).map(|i| record_value(appender, seq + u64::from(i))).collect();
+                            let values: Vec<Vec<u8>> = (0..n)
+                                .map(|i| record_value(appender, seq + u64::from(i)))
+                                .collect();
                             for v in &values {
-                                b.push(&Record { timestamp_ms: seq as i64, value: v, ..Default::default() });
+                                b.push(&Record {
+                                    timestamp_ms: seq as i64,
+                                    value: v,
+                                    ..Default::default()
+                                });
                             }
                             seq += u64::from(n);
                             let ack = log.append(BytesMut::from(&b.finish()[..])).await?;

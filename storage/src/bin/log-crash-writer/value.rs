@@ -15,4 +15,3 @@ pub fn record_value(appender: u8, seq: u64) -> Vec<u8> {
     }
     v
 }
-

@@ -1,0 +1,69 @@
+//! Errors of the QUIC layer: TLS material problems and endpoint/connection failures.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Failure to load, generate or use TLS material.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("reading PEM file {path}: {source}")]
+    ReadPem {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("no certificate in PEM file {path}")]
+    NoCertificate { path: PathBuf },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("creating certificate directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("CA certificate from {path} rejected: {source}")]
+    BadCaCertificate {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("generating a self-signed certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("TLS configuration lacks a QUIC initial cipher suite: {0}")]
+    NoInitialCipherSuite(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    #[error("server verification: give a CA file or ask for insecure mode, not both")]
+    ConflictingTrust,
+    #[error("server verification: give a CA file (or explicitly ask for insecure mode)")]
+    MissingTrust,
+}
+
+/// Failure to create a QUIC endpoint or to establish a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum QuicError {
+    #[error("binding UDP socket on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("starting QUIC endpoint on {addr}: {source}")]
+    Endpoint {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("connecting to {addr} ({server_name}): {source}")]
+    Connect {
+        addr: SocketAddr,
+        server_name: String,
+        source: quinn::ConnectError,
+    },
+    #[error("connection with {addr}: {source}")]
+    Connection {
+        addr: SocketAddr,
+        source: quinn::ConnectionError,
+    },
+}
