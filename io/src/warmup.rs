@@ -27,7 +27,12 @@ pub async fn warm_up_dir(dir: &Path) -> std::io::Result<PathBuf> {
     if !is_ready {
         // Written with buffered std I/O: the point is that the file is
         // non-empty before glommio ever sees it.
-        let tmp = dir.join(format!("{PROBE_FILE_NAME}.tmp.{}", std::process::id()));
+        // Executors of one process warm up concurrently: one temp file each.
+        let tmp = dir.join(format!(
+            "{PROBE_FILE_NAME}.tmp.{}.{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&[0x5a; crate::DIO_ALIGN])?;
         f.sync_all()?;

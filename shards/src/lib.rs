@@ -1,0 +1,31 @@
+//! Sprawl's thread-per-core runtime.
+//!
+//! One glommio executor per core; each owns a shard of the topic-partitions
+//! outright (their logs, rings, group offsets, counters). A request that
+//! arrives on another shard is forwarded over the channel mesh with
+//! [`Shard::on`] and answered by the owner. No locks on the data path: the
+//! only `Mutex`es hold once-a-second snapshots for the admin endpoint.
+//!
+//! - [`routing`]: which shard owns a partition (sans-IO).
+//! - [`catalog`]: topic catalog, owned by shard 0, replicated to all (sans-IO).
+//! - [`group_offsets`]: consumer-group offsets codec and fold (sans-IO).
+//! - [`partition`]: one owned partition: log, group offsets, reader wake-ups.
+//! - [`shard`]: per-shard state and request handlers.
+//! - [`runtime`]: starting, readiness, shutdown.
+
+pub mod catalog;
+pub mod group_offsets;
+pub mod metrics;
+pub mod notify;
+pub mod partition;
+pub mod request;
+pub mod routing;
+pub mod runtime;
+pub mod shard;
+
+pub use catalog::{TopicCatalog, TopicConfig};
+pub use metrics::{PartitionSnapshot, ShardSnapshot};
+pub use request::{PartitionOffsets, ShardError, ShardReply, ShardRequest, ShardResult};
+pub use routing::owner_shard;
+pub use runtime::{Runtime, RuntimeConfig, RuntimeError};
+pub use shard::{Shard, ShardConfig};

@@ -1,0 +1,166 @@
+//! Requests one shard sends another over the channel mesh, and their replies.
+//! Everything here is `Send`: it crosses executor threads by value.
+
+use bytes::Bytes;
+
+use crate::catalog::{TopicCatalog, TopicConfig};
+use crate::group_offsets::CommittedOffset;
+
+#[derive(Debug)]
+pub enum ShardRequest {
+    /// Append a producer-encoded batch; `durable` = ack only after fdatasync.
+    Produce {
+        topic: String,
+        partition: u32,
+        batch: Bytes,
+        durable: bool,
+    },
+    /// Read from `offset`, waiting up to `wait_ms` for data to arrive.
+    Fetch {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        bytes_max: usize,
+        wait_ms: u32,
+    },
+    Offsets {
+        topic: String,
+        partition: u32,
+    },
+    FindOffsetByTime {
+        topic: String,
+        partition: u32,
+        timestamp_ms: i64,
+    },
+    CommitOffset {
+        group: String,
+        topic: String,
+        partition: u32,
+        offset: u64,
+        metadata: String,
+    },
+    CommittedOffset {
+        group: String,
+        topic: String,
+        partition: u32,
+    },
+    /// To shard 0, which owns the catalog.
+    CreateTopic {
+        name: String,
+        config: TopicConfig,
+    },
+    /// To shard 0, which owns the catalog.
+    DeleteTopic {
+        name: String,
+    },
+    /// From shard 0 to every shard: adopt this catalog (if newer), open the
+    /// partitions it now owns, drop deleted ones.
+    ApplyCatalog(TopicCatalog),
+}
+
+/// Offsets and size of one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartitionOffsets {
+    pub log_start: u64,
+    pub high_watermark: u64,
+    pub log_end: u64,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug)]
+pub enum ShardReply {
+    Produced {
+        base_offset: u64,
+        next_offset: u64,
+    },
+    Fetched {
+        batches: Vec<Bytes>,
+        offsets: PartitionOffsets,
+    },
+    Offsets(PartitionOffsets),
+    Offset(Option<u64>),
+    Committed(Option<CommittedOffset>),
+    Catalog(TopicCatalog),
+    Done,
+}
+
+/// Why a shard could not serve a request. The node maps each to a wire error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    #[error("topic {topic:?} has no partition {partition}")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("batch of {bytes} bytes exceeds the limit of {bytes_max}")]
+    MessageTooLarge { bytes: usize, bytes_max: usize },
+    #[error("corrupt batch: {0}")]
+    CorruptBatch(String),
+    #[error("offset {offset} is out of range [{start}, {end})")]
+    OffsetOutOfRange { offset: u64, start: u64, end: u64 },
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("disk nearly full, retry later: {0}")]
+    DiskFull(String),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<sprawl_storage::LogError> for ShardError {
+    fn from(e: sprawl_storage::LogError) -> Self {
+        use sprawl_storage::LogError as L;
+        match e {
+            L::InvalidBatch(b) => Self::CorruptBatch(b.to_string()),
+            L::BatchTooLarge { bytes, bytes_max } => Self::MessageTooLarge { bytes, bytes_max },
+            L::OffsetOutOfRange { offset, start, end } => {
+                Self::OffsetOutOfRange { offset, start, end }
+            }
+            e if e.is_disk_full() => Self::DiskFull(e.to_string()),
+            other => Self::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::catalog::PartitionLookupError> for ShardError {
+    fn from(e: crate::catalog::PartitionLookupError) -> Self {
+        use crate::catalog::PartitionLookupError as P;
+        match e {
+            P::UnknownTopic(t) => Self::UnknownTopic(t),
+            P::UnknownPartition {
+                topic, partition, ..
+            } => Self::UnknownPartition { topic, partition },
+        }
+    }
+}
+
+impl From<crate::catalog::CatalogError> for ShardError {
+    fn from(e: crate::catalog::CatalogError) -> Self {
+        use crate::catalog::CatalogError as C;
+        match e {
+            C::TopicExists(t) => Self::TopicExists(t),
+            C::UnknownTopic(t) => Self::UnknownTopic(t),
+            other => Self::InvalidRequest(other.to_string()),
+        }
+    }
+}
+
+pub type ShardResult = Result<ShardReply, ShardError>;
+
+/// What travels on the mesh.
+#[derive(Debug)]
+pub enum MeshMessage {
+    Request {
+        from: usize,
+        id: u64,
+        request: ShardRequest,
+    },
+    Response {
+        id: u64,
+        result: ShardResult,
+    },
+}

@@ -1,0 +1,223 @@
+//! Starting the shards: one glommio executor per shard, pinned to a core,
+//! joined by a full channel mesh, each warmed up and recovering the
+//! partitions it owns before it serves.
+
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+
+use crate::catalog::TopicCatalog;
+use crate::metrics::ShardSnapshot;
+use crate::request::MeshMessage;
+use crate::shard::{Shard, ShardConfig};
+
+/// Bound on in-flight cross-shard messages per pair of shards: a full
+/// channel makes the sender wait (backpressure), it never grows memory.
+pub const MESH_CHANNEL_CAPACITY: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub shard_count: usize,
+    /// Pin shard `i` to CPU `i % cores`.
+    pub pin_cpus: bool,
+    /// glommio registered io_memory per executor (already fitted to memlock).
+    pub io_memory_bytes: usize,
+    pub shard: ShardConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("starting shard {shard}: {reason}")]
+    Start { shard: usize, reason: String },
+    #[error("shard failed during start-up: {0}")]
+    Startup(String),
+    #[error("shard {shard} panicked or failed: {reason}")]
+    Join { shard: usize, reason: String },
+}
+
+/// The running shards, seen from the thread that started them.
+pub struct Runtime {
+    handles: Vec<ExecutorJoinHandle<()>>,
+    ready_rx: mpsc::Receiver<Result<usize, String>>,
+    shutdown: Arc<AtomicBool>,
+    pub snapshots: Vec<Arc<Mutex<ShardSnapshot>>>,
+    pub catalog: Arc<Mutex<TopicCatalog>>,
+    pub shard_count: usize,
+}
+
+impl Runtime {
+    /// Starts `config.shard_count` executors. Each recovers its partitions of
+    /// `catalog`, then runs `service(shard)` until shutdown, then fdatasyncs
+    /// everything it owns.
+    pub fn start<S, Fut>(
+        config: RuntimeConfig,
+        catalog: TopicCatalog,
+        service: S,
+    ) -> Result<Self, RuntimeError>
+    where
+        S: Fn(Rc<Shard>) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let n = config.shard_count.max(1);
+        let mesh = MeshBuilder::<MeshMessage, _>::full(n, MESH_CHANNEL_CAPACITY);
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let snapshots: Vec<_> = (0..n)
+            .map(|_| Arc::new(Mutex::new(ShardSnapshot::default())))
+            .collect();
+        let catalog_published = Arc::new(Mutex::new(catalog.clone()));
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let mut handles = Vec::with_capacity(n);
+        for (id, snapshot) in snapshots.iter().enumerate() {
+            let placement = if config.pin_cpus {
+                Placement::Fixed(id % cores)
+            } else {
+                Placement::Unbound
+            };
+            let (mesh, shutdown, ready_tx) = (mesh.clone(), shutdown.clone(), ready_tx.clone());
+            let (snapshot, catalog_published) = (snapshot.clone(), catalog_published.clone());
+            let (shard_config, catalog, service) =
+                (config.shard.clone(), catalog.clone(), service.clone());
+            let handle = LocalExecutorBuilder::new(placement)
+                .name(&format!("shard-{id}"))
+                .io_memory(config.io_memory_bytes)
+                .spawn(move || async move {
+                    let failed = ready_tx.clone();
+                    if let Err(e) = sprawl_io::warmup::warm_up_dir(&shard_config.data_dir).await {
+                        let _ = failed.send(Err(format!(
+                            "shard {id}: warming up {}: {e}",
+                            shard_config.data_dir.display()
+                        )));
+                        return;
+                    }
+                    let Ok((senders, mut receivers)) = mesh.join().await else {
+                        let _ = failed
+                            .send(Err(format!("shard {id}: joining the channel mesh failed")));
+                        return;
+                    };
+                    let shard = Shard::new(
+                        id,
+                        n,
+                        shard_config,
+                        TopicCatalog::default(),
+                        catalog_published,
+                        senders,
+                        snapshot,
+                        shutdown,
+                        ready_tx,
+                    );
+                    // Listen to every peer before anything can be sent to us.
+                    for (_peer, mut stream) in receivers.streams() {
+                        let shard = shard.clone();
+                        glommio::spawn_local(async move {
+                            while let Some(msg) = stream.next().await {
+                                shard.on_mesh_message(msg);
+                            }
+                        })
+                        .detach();
+                    }
+                    if let Err(e) = shard.apply_catalog(catalog).await {
+                        shard.signal_failed(format!("shard {id}: recovering partitions: {e}"));
+                        return;
+                    }
+                    spawn_housekeeping(shard.clone());
+                    service(shard.clone()).await;
+                    if let Err(e) = shard.sync_all().await {
+                        tracing::error!(shard = id, error = %e, "final fdatasync failed");
+                    }
+                    shard.publish_snapshot();
+                    tracing::debug!(shard = id, "shard stopped");
+                })
+                .map_err(|e| RuntimeError::Start {
+                    shard: id,
+                    reason: e.to_string(),
+                })?;
+            handles.push(handle);
+        }
+        Ok(Self {
+            handles,
+            ready_rx,
+            shutdown,
+            snapshots,
+            catalog: catalog_published,
+            shard_count: n,
+        })
+    }
+
+    /// Blocks until every shard called `signal_ready` (or one failed).
+    pub fn wait_ready(&self) -> Result<(), RuntimeError> {
+        for _ in 0..self.shard_count {
+            match self.ready_rx.recv() {
+                Ok(Ok(_)) => {}
+                Ok(Err(why)) => return Err(RuntimeError::Startup(why)),
+                Err(_) => {
+                    return Err(RuntimeError::Startup(
+                        "a shard exited during start-up".into(),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks every shard to stop (they finish in-flight work and fdatasync).
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+    }
+
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        self.shutdown.clone()
+    }
+
+    /// Waits for every shard to stop.
+    pub fn join(self) -> Result<(), RuntimeError> {
+        for (shard, h) in self.handles.into_iter().enumerate() {
+            h.join().map_err(|e| RuntimeError::Join {
+                shard,
+                reason: format!("{e:?}"),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Per-shard periodic work, off the request path: metrics snapshots,
+/// retention, and interval fdatasyncs.
+fn spawn_housekeeping(shard: Rc<Shard>) {
+    let s = shard.clone();
+    glommio::spawn_local(async move {
+        while !s.shutdown_requested() {
+            s.publish_snapshot();
+            glommio::timer::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .detach();
+    let s = shard.clone();
+    glommio::spawn_local(async move {
+        let every = Duration::from_millis(s.config.retention_check_ms.max(100));
+        while !s.shutdown_requested() {
+            glommio::timer::sleep(every).await;
+            s.apply_retention().await;
+        }
+    })
+    .detach();
+    if let sprawl_storage::FsyncPolicy::IntervalMs(ms) = shard.config.log.fsync {
+        glommio::spawn_local(async move {
+            while !shard.shutdown_requested() {
+                glommio::timer::sleep(Duration::from_millis(ms.max(1))).await;
+                for p in shard.owned_partitions() {
+                    if let Err(e) = p.tick().await {
+                        tracing::warn!(topic = %p.topic, partition = p.partition, error = %e, "interval fdatasync failed");
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+}

@@ -1,0 +1,509 @@
+//! One shard: the state an executor owns outright (its partitions, its
+//! catalog replica, its metrics) and the request handlers that run on it.
+//!
+//! Cross-shard work goes through one API, [`Shard::on`]: it runs the request
+//! here when this shard owns the target, and otherwise sends it over the
+//! channel mesh to the owner and awaits the reply. Nothing is shared between
+//! shards except what travels by value on the mesh.
+
+use std::cell::{Cell, Ref, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use futures::channel::oneshot;
+use glommio::channels::channel_mesh::Senders;
+use sprawl_io::dma_pool::DmaBufPool;
+use sprawl_storage::LogConfig;
+
+use crate::catalog::{TopicCatalog, TopicConfig};
+use crate::metrics::{PartitionSnapshot, ShardMetrics, ShardSnapshot};
+use crate::partition::{partition_dir, Partition};
+use crate::request::{
+    MeshMessage, PartitionOffsets, ShardError, ShardReply, ShardRequest, ShardResult,
+};
+use crate::routing::owner_shard;
+
+/// The shard that owns the topic catalog.
+pub const CATALOG_SHARD: usize = 0;
+
+/// Configuration shared by every shard (cloned into each executor).
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    pub data_dir: PathBuf,
+    /// Template for every partition log (retention comes from the topic).
+    pub log: LogConfig,
+    /// Upper bound on how long a fetch may wait for data.
+    pub fetch_wait_ms_max: u32,
+    /// How often retention runs over this shard's partitions.
+    pub retention_check_ms: u64,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub count: usize,
+    pub config: ShardConfig,
+    catalog: RefCell<TopicCatalog>,
+    /// Shard 0 publishes the catalog here for the admin endpoint.
+    catalog_published: Arc<Mutex<TopicCatalog>>,
+    partitions: RefCell<HashMap<(String, u32), Rc<Partition>>>,
+    pool: Rc<DmaBufPool>,
+    mesh: Senders<MeshMessage>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<ShardResult>>>,
+    next_request_id: Cell<u64>,
+    pub metrics: RefCell<ShardMetrics>,
+    snapshot: Arc<Mutex<ShardSnapshot>>,
+    shutdown: Arc<AtomicBool>,
+    ready: RefCell<Option<mpsc::Sender<Result<usize, String>>>>,
+}
+
+impl Shard {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: usize,
+        count: usize,
+        config: ShardConfig,
+        catalog: TopicCatalog,
+        catalog_published: Arc<Mutex<TopicCatalog>>,
+        mesh: Senders<MeshMessage>,
+        snapshot: Arc<Mutex<ShardSnapshot>>,
+        shutdown: Arc<AtomicBool>,
+        ready: mpsc::Sender<Result<usize, String>>,
+    ) -> Rc<Self> {
+        Rc::new(Self {
+            id,
+            count,
+            config,
+            catalog: RefCell::new(catalog),
+            catalog_published,
+            partitions: RefCell::default(),
+            pool: DmaBufPool::new(64 << 20),
+            mesh,
+            pending: RefCell::default(),
+            next_request_id: Cell::new(0),
+            metrics: RefCell::default(),
+            snapshot,
+            shutdown,
+            ready: RefCell::new(Some(ready)),
+        })
+    }
+
+    /// The shard that owns `partition` of `topic`.
+    pub fn owner_of(&self, topic: &str, partition: u32) -> usize {
+        owner_shard(topic, partition, self.count)
+    }
+
+    /// This shard's replica of the catalog.
+    pub fn catalog(&self) -> Ref<'_, TopicCatalog> {
+        self.catalog.borrow()
+    }
+
+    /// Tells the runtime this shard serves requests (call once listening).
+    pub fn signal_ready(&self) {
+        if let Some(tx) = self.ready.borrow_mut().take() {
+            let _ = tx.send(Ok(self.id));
+        }
+    }
+
+    pub(crate) fn signal_failed(&self, why: String) {
+        if let Some(tx) = self.ready.borrow_mut().take() {
+            let _ = tx.send(Err(why));
+        }
+    }
+
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the node is asked to stop.
+    pub async fn shutdown_signal(&self) {
+        while !self.shutdown_requested() {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs `request` on shard `owner`: here if it is this shard, else over the mesh.
+    pub async fn on(self: &Rc<Self>, owner: usize, request: ShardRequest) -> ShardResult {
+        if owner == self.id {
+            // Boxed: catalog requests route back through `on`.
+            return Box::pin(self.handle(request)).await;
+        }
+        let id = self.next_request_id.get();
+        self.next_request_id.set(id + 1);
+        let (tx, rx) = oneshot::channel();
+        self.pending.borrow_mut().insert(id, tx);
+        self.metrics.borrow_mut().forwarded_requests += 1;
+        let msg = MeshMessage::Request {
+            from: self.id,
+            id,
+            request,
+        };
+        if self.mesh.send_to(owner, msg).await.is_err() {
+            self.pending.borrow_mut().remove(&id);
+            return Err(ShardError::ShuttingDown);
+        }
+        rx.await.unwrap_or(Err(ShardError::ShuttingDown))
+    }
+
+    /// Handles one message from the mesh.
+    pub(crate) fn on_mesh_message(self: &Rc<Self>, msg: MeshMessage) {
+        match msg {
+            MeshMessage::Request { from, id, request } => {
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    let result = shard.handle(request).await;
+                    let _ = shard
+                        .mesh
+                        .send_to(from, MeshMessage::Response { id, result })
+                        .await;
+                })
+                .detach();
+            }
+            MeshMessage::Response { id, result } => {
+                if let Some(tx) = self.pending.borrow_mut().remove(&id) {
+                    let _ = tx.send(result);
+                }
+            }
+        }
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Result<Rc<Partition>, ShardError> {
+        self.catalog.borrow().check_partition(topic, partition)?;
+        debug_assert_eq!(
+            self.owner_of(topic, partition),
+            self.id,
+            "partition handled off its owner"
+        );
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+            .ok_or_else(|| {
+                ShardError::Storage(format!(
+                    "partition {topic}/{partition} is not open on its shard"
+                ))
+            })
+    }
+
+    /// Executes a request on this shard, which must own its target.
+    async fn handle(self: &Rc<Self>, request: ShardRequest) -> ShardResult {
+        if self.shutdown_requested() {
+            return Err(ShardError::ShuttingDown);
+        }
+        match request {
+            ShardRequest::Produce {
+                topic,
+                partition,
+                batch,
+                durable,
+            } => {
+                let p = self.partition(&topic, partition)?;
+                let started = Instant::now();
+                let bytes = batch.len() as u64;
+                let (base_offset, next_offset) =
+                    p.append(BytesMut::from(&batch[..]), durable).await?;
+                let mut m = self.metrics.borrow_mut();
+                m.produce_requests += 1;
+                m.messages_in += next_offset - base_offset;
+                m.bytes_in += bytes;
+                m.produce_latency_us
+                    .record(started.elapsed().as_micros() as u64)
+                    .ok();
+                Ok(ShardReply::Produced {
+                    base_offset,
+                    next_offset,
+                })
+            }
+            ShardRequest::Fetch {
+                topic,
+                partition,
+                offset,
+                bytes_max,
+                wait_ms,
+            } => {
+                let p = self.partition(&topic, partition)?;
+                let started = Instant::now();
+                let wait =
+                    Duration::from_millis(u64::from(wait_ms.min(self.config.fetch_wait_ms_max)));
+                let deadline = started + wait;
+                loop {
+                    // Register before reading so an append in between is not missed.
+                    let ready = p.data_ready.notified();
+                    let fetched = p.log.read(offset, bytes_max).await?;
+                    let now = Instant::now();
+                    if !fetched.batches.is_empty() || now >= deadline || self.shutdown_requested() {
+                        let mut m = self.metrics.borrow_mut();
+                        m.fetch_requests += 1;
+                        m.bytes_out += fetched.batches.iter().map(|b| b.len() as u64).sum::<u64>();
+                        m.messages_out += count_records_from(&fetched.batches, offset);
+                        m.fetch_latency_us
+                            .record(started.elapsed().as_micros() as u64)
+                            .ok();
+                        let mut offsets = p.offsets();
+                        offsets.high_watermark = fetched.high_watermark;
+                        offsets.log_start = fetched.log_start;
+                        return Ok(ShardReply::Fetched {
+                            batches: fetched.batches,
+                            offsets,
+                        });
+                    }
+                    futures_lite::future::or(ready, async {
+                        glommio::timer::sleep(deadline - now).await;
+                    })
+                    .await;
+                }
+            }
+            ShardRequest::Offsets { topic, partition } => Ok(ShardReply::Offsets(
+                self.partition(&topic, partition)?.offsets(),
+            )),
+            ShardRequest::FindOffsetByTime {
+                topic,
+                partition,
+                timestamp_ms,
+            } => {
+                let p = self.partition(&topic, partition)?;
+                Ok(ShardReply::Offset(
+                    p.log.find_offset_by_timestamp(timestamp_ms).await?,
+                ))
+            }
+            ShardRequest::CommitOffset {
+                group,
+                topic,
+                partition,
+                offset,
+                metadata,
+            } => {
+                let p = self.partition(&topic, partition)?;
+                let end = p.offsets().log_end;
+                if offset > end {
+                    return Err(ShardError::OffsetOutOfRange {
+                        offset,
+                        start: p.offsets().log_start,
+                        end,
+                    });
+                }
+                p.commit(&group, offset, &metadata, now_ms()).await?;
+                Ok(ShardReply::Done)
+            }
+            ShardRequest::CommittedOffset {
+                group,
+                topic,
+                partition,
+            } => Ok(ShardReply::Committed(
+                self.partition(&topic, partition)?.committed(&group),
+            )),
+            ShardRequest::CreateTopic { name, config } => self.create_topic(name, config).await,
+            ShardRequest::DeleteTopic { name } => self.delete_topic(name).await,
+            ShardRequest::ApplyCatalog(catalog) => {
+                self.apply_catalog(catalog).await?;
+                Ok(ShardReply::Done)
+            }
+        }
+    }
+
+    async fn create_topic(self: &Rc<Self>, name: String, config: TopicConfig) -> ShardResult {
+        if self.id != CATALOG_SHARD {
+            return self
+                .on(CATALOG_SHARD, ShardRequest::CreateTopic { name, config })
+                .await;
+        }
+        let mut next = self.catalog.borrow().clone();
+        next.create(&name, config)?;
+        self.commit_catalog(next).await
+    }
+
+    async fn delete_topic(self: &Rc<Self>, name: String) -> ShardResult {
+        if self.id != CATALOG_SHARD {
+            return self
+                .on(CATALOG_SHARD, ShardRequest::DeleteTopic { name })
+                .await;
+        }
+        let mut next = self.catalog.borrow().clone();
+        next.delete(&name)?;
+        let result = self.commit_catalog(next).await;
+        let _ = std::fs::remove_dir(self.config.data_dir.join("topics").join(&name));
+        result
+    }
+
+    /// Persists a new catalog, then makes every shard adopt it before answering.
+    async fn commit_catalog(self: &Rc<Self>, next: TopicCatalog) -> ShardResult {
+        let path = self.config.data_dir.join("topics.json");
+        let to_save = next.clone();
+        glommio::executor()
+            .spawn_blocking(move || to_save.save(&path))
+            .await
+            .map_err(|e| ShardError::Storage(format!("saving the topic catalog: {e}")))?;
+        let mut acks = Vec::with_capacity(self.count);
+        for shard in 0..self.count {
+            let me = self.clone();
+            let c = next.clone();
+            acks.push(glommio::spawn_local(async move {
+                me.on(shard, ShardRequest::ApplyCatalog(c)).await
+            }));
+        }
+        for a in acks {
+            a.await?;
+        }
+        Ok(ShardReply::Catalog(next))
+    }
+
+    /// Adopts `catalog` if newer: opens partitions this shard now owns,
+    /// closes and deletes those of removed topics.
+    pub(crate) async fn apply_catalog(
+        self: &Rc<Self>,
+        catalog: TopicCatalog,
+    ) -> Result<(), ShardError> {
+        if catalog.version < self.catalog.borrow().version {
+            return Ok(());
+        }
+        let removed: Vec<(String, u32)> = self
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|(t, p)| catalog.get(t).is_none_or(|c| *p >= c.partitions))
+            .cloned()
+            .collect();
+        for key in removed {
+            let p = self.partitions.borrow_mut().remove(&key);
+            if let Some(p) = p {
+                p.data_ready.notify_all();
+                let dir = p.dir.clone();
+                drop(p);
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "removing a deleted partition");
+                }
+                tracing::info!(shard = self.id, topic = %key.0, partition = key.1, "deleted partition");
+            }
+        }
+        let mut to_open = Vec::new();
+        for (topic, cfg) in &catalog.topics {
+            for partition in 0..cfg.partitions {
+                let key = (topic.clone(), partition);
+                if self.owner_of(topic, partition) == self.id
+                    && !self.partitions.borrow().contains_key(&key)
+                {
+                    to_open.push((key, cfg.clone()));
+                }
+            }
+        }
+        *self.catalog.borrow_mut() = catalog.clone();
+        if self.id == CATALOG_SHARD {
+            *self.catalog_published.lock().expect("catalog lock") = catalog;
+        }
+        for ((topic, partition), cfg) in to_open {
+            let log_config = LogConfig {
+                retention_bytes: cfg.retention_bytes,
+                retention_ms: cfg.retention_ms,
+                ..self.config.log.clone()
+            };
+            let p = Partition::open(
+                &self.config.data_dir,
+                &topic,
+                partition,
+                log_config,
+                self.pool.clone(),
+            )
+            .await?;
+            tracing::debug!(shard = self.id, %topic, partition, offsets = ?p.offsets(), "opened partition");
+            self.partitions
+                .borrow_mut()
+                .insert((topic, partition), Rc::new(p));
+        }
+        Ok(())
+    }
+
+    /// Offsets of every partition this shard owns (for snapshots).
+    pub fn owned_partitions(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// Publishes a copy of this shard's metrics for the admin endpoint.
+    pub fn publish_snapshot(&self) {
+        let parts = self.owned_partitions();
+        let m = self.metrics.borrow();
+        let mut partitions: Vec<PartitionSnapshot> = parts
+            .iter()
+            .map(|p| PartitionSnapshot {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                offsets: p.offsets(),
+                segments: p.log.segment_count(),
+            })
+            .collect();
+        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        let snapshot = ShardSnapshot {
+            shard: self.id,
+            messages_in: m.messages_in,
+            bytes_in: m.bytes_in,
+            messages_out: m.messages_out,
+            bytes_out: m.bytes_out,
+            produce_requests: m.produce_requests,
+            fetch_requests: m.fetch_requests,
+            forwarded_requests: m.forwarded_requests,
+            errors: m.errors,
+            connections_open: m.connections_open,
+            connections_total: m.connections_total,
+            log_bytes: partitions.iter().map(|p| p.offsets.size_bytes).sum(),
+            fdatasyncs: parts.iter().map(|p| p.log.stats().fdatasyncs).sum(),
+            produce_latency_us: Some(m.produce_latency_us.clone()),
+            fetch_latency_us: Some(m.fetch_latency_us.clone()),
+            partitions,
+        };
+        *self.snapshot.lock().expect("snapshot lock") = snapshot;
+    }
+
+    /// Runs retention over owned partitions.
+    pub async fn apply_retention(&self) {
+        for p in self.owned_partitions() {
+            match p.log.apply_retention(now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(topic = %p.topic, partition = p.partition, segments = n, "retention")
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %p.topic, partition = p.partition, error = %e, "retention failed")
+                }
+            }
+        }
+    }
+
+    /// Flushes and fdatasyncs every owned partition (shutdown).
+    pub async fn sync_all(&self) -> Result<(), ShardError> {
+        for p in self.owned_partitions() {
+            p.sync().await?;
+        }
+        Ok(())
+    }
+
+    /// Offsets of one owned partition, for describe calls that reach the owner.
+    pub fn local_offsets(&self, topic: &str, partition: u32) -> Option<PartitionOffsets> {
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .map(|p| p.offsets())
+    }
+}
+
+/// Records at or after `offset` in `batches` (the first batch may start earlier).
+fn count_records_from(batches: &[bytes::Bytes], offset: u64) -> u64 {
+    batches
+        .iter()
+        .filter_map(|b| sprawl_storage::batch::peek_header(b).ok())
+        .map(|h| h.next_offset().saturating_sub(h.base_offset().max(offset)))
+        .sum()
+}
+
+/// Partition directory helper re-exported for tools and tests.
+pub fn data_dir_of(data_dir: &std::path::Path, topic: &str, partition: u32) -> PathBuf {
+    partition_dir(data_dir, topic, partition)
+}
