@@ -115,7 +115,8 @@ impl Shard {
         }
     }
 
-    pub(crate) fn signal_failed(&self, why: String) {
+    /// Tells the runtime this shard cannot serve (start-up fails with `why`).
+    pub fn signal_failed(&self, why: String) {
         if let Some(tx) = self.ready.borrow_mut().take() {
             let _ = tx.send(Err(why));
         }

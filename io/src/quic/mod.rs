@@ -35,6 +35,8 @@ mod write_watcher;
 pub use endpoint::{QuicLimits, ALPN_SPRAWL_V1};
 pub use error::{QuicError, TlsError};
 pub use local::{LocalConnection, LocalEndpoint, LocalIncoming, LocalRecvStream, LocalSendStream};
+/// quinn's stream and connection errors, so users need not depend on quinn.
+pub use quinn::{ConnectionError, ReadError, ReadExactError, WriteError};
 pub use runtime::GlommioRuntime;
 pub use socket::UdpSocketStats;
 pub use tls::{

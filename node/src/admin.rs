@@ -1,0 +1,151 @@
+//! The admin HTTP endpoint: `GET /health`, `/metrics`, `/topics`. A plain
+//! blocking thread off the shards: it reads the snapshots each shard
+//! publishes twice a second and never touches the data path.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sprawl_shards::{ShardSnapshot, TopicCatalog};
+
+pub struct AdminState {
+    pub node_id: u32,
+    pub shard_count: usize,
+    pub started: Instant,
+    pub listen: SocketAddr,
+    pub data_dir: std::path::PathBuf,
+    pub snapshots: Vec<Arc<Mutex<ShardSnapshot>>>,
+    pub catalog: Arc<Mutex<TopicCatalog>>,
+}
+
+/// Binds `addr` and serves on a background thread.
+pub fn spawn(addr: SocketAddr, state: Arc<AdminState>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("admin-http".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = state.clone();
+                // One short-lived thread per request: admin traffic is tiny.
+                let _ = std::thread::Builder::new()
+                    .name("admin-req".into())
+                    .spawn(move || {
+                        if let Err(e) = serve(stream, &state) {
+                            tracing::debug!(error = %e, "admin request failed");
+                        }
+                    });
+            }
+        })?;
+    Ok(bound)
+}
+
+fn serve(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Drain headers (bounded) so clients see a clean close.
+    let mut line = String::new();
+    for _ in 0..100 {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, content_type, body) = if method != "GET" {
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET is supported\n".to_string(),
+        )
+    } else {
+        match path.split('?').next().unwrap_or("") {
+            "/health" => ("200 OK", "application/json", health(state)),
+            "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(state)),
+            "/topics" => ("200 OK", "application/json", topics(state)),
+            _ => (
+                "404 Not Found",
+                "text/plain",
+                "try /health, /metrics or /topics\n".to_string(),
+            ),
+        }
+    };
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
+fn snapshots(state: &AdminState) -> Vec<ShardSnapshot> {
+    state
+        .snapshots
+        .iter()
+        .map(|s| s.lock().expect("snapshot lock").clone())
+        .collect()
+}
+
+fn health(state: &AdminState) -> String {
+    json!({
+        "status": "ok",
+        "node_id": state.node_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "shards": state.shard_count,
+        "uptime_s": state.started.elapsed().as_secs_f64(),
+        "listen": state.listen.to_string(),
+        "data_dir": state.data_dir.display().to_string(),
+    })
+    .to_string()
+        + "\n"
+}
+
+fn metrics(state: &AdminState) -> String {
+    crate::prometheus::render(&snapshots(state), state.started.elapsed().as_secs_f64())
+}
+
+fn topics(state: &AdminState) -> String {
+    let catalog = state.catalog.lock().expect("catalog lock").clone();
+    let snaps = snapshots(state);
+    let topics: Vec<_> = catalog
+        .topics
+        .iter()
+        .map(|(name, cfg)| {
+            let mut partitions: Vec<_> = snaps
+                .iter()
+                .flat_map(|s| {
+                    s.partitions
+                        .iter()
+                        .filter(|p| &p.topic == name)
+                        .map(move |p| (s.shard, p))
+                })
+                .map(|(shard, p)| {
+                    json!({
+                        "partition": p.partition,
+                        "shard": shard,
+                        "log_start_offset": p.offsets.log_start,
+                        "high_watermark": p.offsets.high_watermark,
+                        "log_end_offset": p.offsets.log_end,
+                        "size_bytes": p.offsets.size_bytes,
+                        "segments": p.segments,
+                    })
+                })
+                .collect();
+            partitions.sort_by_key(|p| p["partition"].as_u64());
+            json!({
+                "name": name,
+                "partitions": cfg.partitions,
+                "retention_bytes": cfg.retention_bytes,
+                "retention_ms": cfg.retention_ms,
+                "partition_state": partitions,
+            })
+        })
+        .collect();
+    json!({ "topics": topics }).to_string() + "\n"
+}

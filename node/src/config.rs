@@ -1,0 +1,229 @@
+//! Node configuration: embedded defaults, then a TOML file, then `SPRAWL_*`
+//! environment variables, then flags (flags win; clap reads the env vars as
+//! fallbacks for the flags, so the two merge in one place).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Parser;
+use serde::Deserialize;
+use sprawl_storage::FsyncPolicy;
+
+/// The Sprawl node.
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "sprawl",
+    version,
+    about = "Sprawl node: a thread-per-core pub/sub and streaming broker"
+)]
+pub struct Flags {
+    /// TOML configuration file (flags and SPRAWL_* variables override it).
+    #[arg(long, env = "SPRAWL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (logs, catalog, TLS material). Default ./data
+    #[arg(long, env = "SPRAWL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// QUIC address for clients. Default 127.0.0.1:7470
+    #[arg(long, env = "SPRAWL_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Admin HTTP address (/health, /metrics, /topics). Default 127.0.0.1:7480
+    #[arg(long, env = "SPRAWL_ADMIN")]
+    pub admin: Option<SocketAddr>,
+    /// Shards (executors, one per core). Default: number of cores.
+    #[arg(long, env = "SPRAWL_SHARDS")]
+    pub shards: Option<usize>,
+    /// TLS certificate (PEM). Default: a self-signed one generated into <data-dir>/tls.
+    #[arg(long, env = "SPRAWL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "SPRAWL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// fdatasync policy of partition logs: always | never | <N>ms. Default always
+    #[arg(long, env = "SPRAWL_FSYNC")]
+    pub fsync: Option<FsyncPolicy>,
+    /// Largest record batch a producer may send, in bytes. Default 8 MiB
+    #[arg(long, env = "SPRAWL_BATCH_BYTES_MAX")]
+    pub batch_bytes_max: Option<usize>,
+    /// Segment size in bytes. Default 256 MiB
+    #[arg(long, env = "SPRAWL_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Node id reported to clients. Default 1
+    #[arg(long, env = "SPRAWL_NODE_ID")]
+    pub node_id: Option<u32>,
+    /// Do not pin shards to cores (e.g. when several nodes share a machine).
+    #[arg(long, env = "SPRAWL_NO_PIN")]
+    pub no_pin: bool,
+    /// Log filter (tracing EnvFilter syntax). Default info
+    #[arg(long, env = "SPRAWL_LOG")]
+    pub log: Option<String>,
+}
+
+/// The `sprawl.toml` file; every field optional.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub shards: Option<usize>,
+    pub node_id: Option<u32>,
+    pub pin_cpus: Option<bool>,
+    pub log: Option<String>,
+    #[serde(default)]
+    pub tls: TlsSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    pub fsync: Option<String>,
+    pub segment_bytes: Option<u64>,
+    pub batch_bytes_max: Option<usize>,
+    pub ring_bytes: Option<usize>,
+    pub retention_check_ms: Option<u64>,
+    pub fetch_wait_ms_max: Option<u32>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub shards: usize,
+    pub node_id: u32,
+    pub pin_cpus: bool,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub fsync: FsyncPolicy,
+    pub segment_bytes: u64,
+    pub batch_bytes_max: usize,
+    pub ring_bytes: usize,
+    pub retention_check_ms: u64,
+    pub fetch_wait_ms_max: u32,
+    pub log: String,
+}
+
+impl NodeConfig {
+    pub fn resolve(flags: Flags) -> anyhow::Result<Self> {
+        let file = match &flags.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let fsync = match (flags.fsync, file.storage.fsync.as_deref()) {
+            (Some(f), _) => f,
+            (None, Some(s)) => s
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("[storage] fsync: {e}"))?,
+            (None, None) => FsyncPolicy::Always,
+        };
+        let tls = match (flags.tls_cert, flags.tls_key, file.tls.cert, file.tls.key) {
+            (Some(c), Some(k), _, _) => Some((c, k)),
+            (None, None, Some(c), Some(k)) => Some((c, k)),
+            (None, None, None, None) => None,
+            _ => anyhow::bail!("TLS needs both a certificate and a key"),
+        };
+        let shards = flags
+            .shards
+            .or(file.shards)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        anyhow::ensure!(
+            (1..=256).contains(&shards),
+            "shards must be between 1 and 256, got {shards}"
+        );
+        let segment_bytes = flags
+            .segment_bytes
+            .or(file.storage.segment_bytes)
+            .unwrap_or(256 << 20);
+        anyhow::ensure!(
+            (1 << 20..=u64::from(u32::MAX)).contains(&segment_bytes),
+            "segment_bytes must be between 1 MiB and 4 GiB"
+        );
+        let batch_bytes_max = flags
+            .batch_bytes_max
+            .or(file.storage.batch_bytes_max)
+            .unwrap_or(8 << 20);
+        anyhow::ensure!(
+            batch_bytes_max as u64 <= segment_bytes / 2 && batch_bytes_max <= 64 << 20,
+            "batch_bytes_max must be at most half a segment and 64 MiB"
+        );
+        Ok(Self {
+            data_dir: flags
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            listen: flags
+                .listen
+                .or(file.listen)
+                .unwrap_or(([127, 0, 0, 1], 7470).into()),
+            admin: flags
+                .admin
+                .or(file.admin)
+                .unwrap_or(([127, 0, 0, 1], 7480).into()),
+            shards,
+            node_id: flags.node_id.or(file.node_id).unwrap_or(1),
+            pin_cpus: !flags.no_pin && file.pin_cpus.unwrap_or(true),
+            tls,
+            fsync,
+            segment_bytes,
+            batch_bytes_max,
+            ring_bytes: file.storage.ring_bytes.unwrap_or(8 << 20),
+            retention_check_ms: file.storage.retention_check_ms.unwrap_or(10_000),
+            fetch_wait_ms_max: file.storage.fetch_wait_ms_max.unwrap_or(30_000),
+            log: flags.log.or(file.log).unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_flags() {
+        let c = NodeConfig::resolve(Flags::default()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7470".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.fsync, FsyncPolicy::Always);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sprawl.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nshards = 3\n[storage]\nfsync = \"5ms\"\n",
+        )
+        .unwrap();
+        let c = NodeConfig::resolve(Flags {
+            config: Some(path.clone()),
+            shards: Some(1),
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000, "from the file");
+        assert_eq!(c.shards, 1, "flags win");
+        assert_eq!(c.fsync, FsyncPolicy::IntervalMs(5));
+
+        std::fs::write(&path, "bogus = 1\n").unwrap();
+        let err = NodeConfig::resolve(Flags {
+            config: Some(path),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+    }
+}

@@ -1,0 +1,172 @@
+//! `sprawl`: the Sprawl node.
+//!
+//! Start-up: resolve configuration, prepare TLS (a self-signed certificate
+//! in the data dir unless one is given), size glommio's io_memory to the
+//! memlock limit, start one shard per core (each recovers its partitions and
+//! binds the shared QUIC port), then serve the admin HTTP endpoint. SIGTERM
+//! or SIGINT: stop accepting, fdatasync everything, exit 0.
+
+mod admin;
+mod budget;
+mod config;
+mod errors;
+mod framing;
+mod handlers;
+mod prometheus;
+mod server;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use sprawl_io::quic::{generate_self_signed, CertPaths, TlsIdentity};
+use sprawl_shards::{Runtime, RuntimeConfig, ShardConfig, TopicCatalog};
+use sprawl_storage::LogConfig;
+use sprawl_wire::FrameLimits;
+
+use crate::config::{Flags, NodeConfig};
+use crate::server::NodeInfo;
+
+/// io_memory each shard would like (registered direct-I/O buffers).
+const IO_MEMORY_WANTED_BYTES: usize = 16 << 20;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("sprawl: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let config = NodeConfig::resolve(Flags::parse())?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log)
+                .with_context(|| format!("log filter {:?}", config.log))?,
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let tls_paths = tls_paths(&config)?;
+    let identity = Arc::new(
+        TlsIdentity::load(&tls_paths)
+            .with_context(|| format!("loading TLS from {}", tls_paths.cert_path.display()))?,
+    );
+    let io_memory_bytes =
+        sprawl_io::memlock::io_memory_for_this_process(config.shards, IO_MEMORY_WANTED_BYTES)?;
+    let catalog_path = config.data_dir.join("topics.json");
+    let catalog = TopicCatalog::load(&catalog_path)
+        .with_context(|| format!("loading {}", catalog_path.display()))?;
+
+    let frame_limits = FrameLimits::for_requests()
+        .with_frame_bytes_max((config.batch_bytes_max + (1 << 20)).min(u32::MAX as usize) as u32);
+    let node = Arc::new(NodeInfo {
+        node_id: config.node_id,
+        listen: config.listen,
+        shard_count: config.shards as u16,
+        frame_limits,
+        batch_bytes_max: config.batch_bytes_max,
+    });
+    let runtime_config = RuntimeConfig {
+        shard_count: config.shards,
+        pin_cpus: config.pin_cpus,
+        io_memory_bytes,
+        shard: ShardConfig {
+            data_dir: config.data_dir.clone(),
+            log: LogConfig {
+                segment_bytes: config.segment_bytes,
+                ring_bytes: config.ring_bytes,
+                batch_bytes_max: config.batch_bytes_max,
+                fsync: config.fsync,
+                ..LogConfig::default()
+            },
+            fetch_wait_ms_max: config.fetch_wait_ms_max,
+            retention_check_ms: config.retention_check_ms,
+        },
+    };
+    let service = {
+        let (node, identity) = (node.clone(), identity.clone());
+        move |shard| server::serve(shard, node.clone(), identity.clone())
+    };
+    let runtime = Runtime::start(runtime_config, catalog, service)?;
+    runtime.wait_ready()?;
+
+    let admin_state = Arc::new(admin::AdminState {
+        node_id: config.node_id,
+        shard_count: config.shards,
+        started,
+        listen: config.listen,
+        data_dir: config.data_dir.clone(),
+        snapshots: runtime.snapshots.clone(),
+        catalog: runtime.catalog.clone(),
+    });
+    let admin_addr = admin::spawn(config.admin, admin_state)
+        .with_context(|| format!("binding admin HTTP on {}", config.admin))?;
+    tracing::info!(
+        quic = %config.listen,
+        admin = %admin_addr,
+        shards = config.shards,
+        data_dir = %config.data_dir.display(),
+        fsync = %config.fsync,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "sprawl node ready"
+    );
+    println!(
+        "sprawl {} ready in {} ms: quic://{} (ALPN sprawl/1), admin http://{}, {} shards, data dir {}",
+        env!("CARGO_PKG_VERSION"),
+        started.elapsed().as_millis(),
+        config.listen,
+        admin_addr,
+        config.shards,
+        config.data_dir.display()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("shutting down: draining and fdatasyncing");
+    runtime.request_shutdown();
+    runtime.join()?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// The certificate to serve: given, previously generated, or generated now.
+fn tls_paths(config: &NodeConfig) -> anyhow::Result<CertPaths> {
+    if let Some((cert, key)) = &config.tls {
+        return Ok(CertPaths {
+            cert_path: cert.clone(),
+            key_path: key.clone(),
+        });
+    }
+    let dir = config.data_dir.join("tls");
+    let existing = CertPaths {
+        cert_path: dir.join(sprawl_io::quic::tls::CERT_FILE_NAME),
+        key_path: dir.join(sprawl_io::quic::tls::KEY_FILE_NAME),
+    };
+    if existing.cert_path.exists() && existing.key_path.exists() {
+        return Ok(existing);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let paths = generate_self_signed(&dir).context("generating a self-signed certificate")?;
+    print_generated(&paths.cert_path);
+    Ok(paths)
+}
+
+fn print_generated(cert: &Path) {
+    println!(
+        "generated a self-signed TLS certificate: {} (clients verify it with --ca {})",
+        cert.display(),
+        cert.display()
+    );
+}

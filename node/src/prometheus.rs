@@ -1,0 +1,197 @@
+//! Shard snapshots in the Prometheus text exposition format.
+
+use std::fmt::Write;
+
+use sprawl_shards::{PartitionSnapshot, ShardSnapshot};
+
+/// `(metric name, help, value of one shard)`.
+type ShardMetric = (&'static str, &'static str, fn(&ShardSnapshot) -> u64);
+/// `(metric name, help, value of one partition)`.
+type PartitionMetric = (&'static str, &'static str, fn(&PartitionSnapshot) -> u64);
+
+/// Renders every shard's counters, latency summaries and partition gauges.
+pub fn render(snapshots: &[ShardSnapshot], uptime_s: f64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP sprawl_uptime_seconds Seconds since the node started."
+    );
+    let _ = writeln!(out, "# TYPE sprawl_uptime_seconds gauge");
+    let _ = writeln!(out, "sprawl_uptime_seconds {uptime_s:.3}");
+    let counters: [ShardMetric; 10] = [
+        ("sprawl_messages_in_total", "Records appended.", |s| {
+            s.messages_in
+        }),
+        ("sprawl_bytes_in_total", "Batch bytes appended.", |s| {
+            s.bytes_in
+        }),
+        (
+            "sprawl_messages_out_total",
+            "Records served to fetches and subscriptions.",
+            |s| s.messages_out,
+        ),
+        ("sprawl_bytes_out_total", "Batch bytes served.", |s| {
+            s.bytes_out
+        }),
+        (
+            "sprawl_produce_requests_total",
+            "Produce requests handled by the owner shard.",
+            |s| s.produce_requests,
+        ),
+        (
+            "sprawl_fetch_requests_total",
+            "Fetches handled by the owner shard.",
+            |s| s.fetch_requests,
+        ),
+        (
+            "sprawl_forwarded_requests_total",
+            "Requests forwarded to another shard.",
+            |s| s.forwarded_requests,
+        ),
+        (
+            "sprawl_request_errors_total",
+            "Requests answered with an error.",
+            |s| s.errors,
+        ),
+        ("sprawl_connections_total", "Connections accepted.", |s| {
+            s.connections_total
+        }),
+        (
+            "sprawl_fdatasyncs_total",
+            "fdatasync calls of partition logs.",
+            |s| s.fdatasyncs,
+        ),
+    ];
+    for (name, help, get) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for s in snapshots {
+            let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, get(s));
+        }
+    }
+    let gauges: [ShardMetric; 2] = [
+        ("sprawl_connections_open", "Open connections.", |s| {
+            s.connections_open
+        }),
+        (
+            "sprawl_log_bytes",
+            "Bytes in the shard's partition logs.",
+            |s| s.log_bytes,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for s in snapshots {
+            let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, get(s));
+        }
+    }
+    for (name, help, pick) in [
+        (
+            "sprawl_produce_latency_seconds",
+            "Owner-shard time from produce request to durable ack.",
+            (|s: &ShardSnapshot| s.produce_latency_us.clone()) as fn(&ShardSnapshot) -> _,
+        ),
+        (
+            "sprawl_fetch_latency_seconds",
+            "Owner-shard time to answer a fetch (long polls included).",
+            |s: &ShardSnapshot| s.fetch_latency_us.clone(),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+        for s in snapshots {
+            let Some(h) = pick(s) else { continue };
+            for q in [0.5, 0.9, 0.99, 0.999] {
+                let v = h.value_at_quantile(q) as f64 / 1e6;
+                let _ = writeln!(
+                    out,
+                    "{name}{{shard=\"{}\",quantile=\"{q}\"}} {v:.6}",
+                    s.shard
+                );
+            }
+            let sum: f64 = h
+                .iter_recorded()
+                .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+                .sum();
+            let _ = writeln!(out, "{name}_sum{{shard=\"{}\"}} {:.6}", s.shard, sum / 1e6);
+            let _ = writeln!(out, "{name}_count{{shard=\"{}\"}} {}", s.shard, h.len());
+        }
+    }
+    let partition_gauges: [PartitionMetric; 4] = [
+        (
+            "sprawl_partition_log_start_offset",
+            "First retained offset.",
+            |p| p.offsets.log_start,
+        ),
+        (
+            "sprawl_partition_high_watermark",
+            "Offset after the last acknowledged record.",
+            |p| p.offsets.high_watermark,
+        ),
+        (
+            "sprawl_partition_log_end_offset",
+            "Offset the next record gets.",
+            |p| p.offsets.log_end,
+        ),
+        (
+            "sprawl_partition_log_bytes",
+            "Bytes in the partition's segments.",
+            |p| p.offsets.size_bytes,
+        ),
+    ];
+    for (name, help, get) in partition_gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for s in snapshots {
+            for p in &s.partitions {
+                let _ = writeln!(
+                    out,
+                    "{name}{{topic=\"{}\",partition=\"{}\",shard=\"{}\"}} {}",
+                    p.topic,
+                    p.partition,
+                    s.shard,
+                    get(p)
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_summaries() {
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        h.record(1500).unwrap();
+        let s = ShardSnapshot {
+            shard: 1,
+            messages_in: 42,
+            produce_latency_us: Some(h),
+            partitions: vec![sprawl_shards::PartitionSnapshot {
+                topic: "t".into(),
+                partition: 0,
+                offsets: sprawl_shards::PartitionOffsets {
+                    log_start: 0,
+                    high_watermark: 42,
+                    log_end: 42,
+                    size_bytes: 4096,
+                },
+                segments: 1,
+            }],
+            ..Default::default()
+        };
+        let text = render(&[s], 1.0);
+        assert!(
+            text.contains("sprawl_messages_in_total{shard=\"1\"} 42"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sprawl_produce_latency_seconds{shard=\"1\",quantile=\"0.99\"} 0.0015"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "sprawl_partition_high_watermark{topic=\"t\",partition=\"0\",shard=\"1\"} 42"
+        ));
+        assert!(text.contains("# TYPE sprawl_messages_in_total counter"));
+    }
+}
