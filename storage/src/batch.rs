@@ -6,16 +6,18 @@
 //!        | record_count u32 | base_offset u64 | first_timestamp_ms i64
 //!        | last_timestamp_ms i64 | leader_epoch u64 | payload_bytes u32
 //!        | reserved [u8; 12]
-//! crc    = CRC32C(header[8..64] ++ payload)
+//! crc    = CRC32C(payload ++ header[8..64])
 //! record = record_bytes u32 (bytes after this field) | timestamp_ms i64
 //!        | key_bytes u32 (u32::MAX: no key) | key | value_bytes u32 | value
 //!        | header_count u16 | { name_bytes u16 | name | value_bytes u32 | value }*
 //! ```
 //!
 //! A producer encodes the batch with base offset 0. The log assigns the real
-//! base offset (and leader epoch) in the header and recomputes the CRC from the
-//! payload's CRC with `crc32c_combine`: records are never re-encoded, and the
-//! payload is read once, to validate it.
+//! base offset (and leader epoch) in the header and recomputes the CRC by
+//! extending the payload's CRC over the new header (56 bytes): records are
+//! never re-encoded, and the payload is read once, to validate it. (The
+//! payload comes first in the CRC for exactly this: with the header first,
+//! restamping needs `crc32c_combine`, measured at ~35% of append CPU.)
 
 use zerocopy::little_endian::{I64, U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -204,9 +206,14 @@ impl BatchBuilder {
     }
 }
 
-/// CRC32C over header[8..64] and the payload of a complete batch.
+/// CRC32C over the payload, then header[8..64], of a complete batch.
 pub fn batch_crc(batch: &[u8]) -> u32 {
-    crc32c::crc32c(&batch[CRC_COVERED_FROM..])
+    crc_with_header(crc32c::crc32c(&batch[BATCH_HEADER_BYTES..]), batch)
+}
+
+/// Extends the payload's CRC over the CRC-covered part of the header.
+fn crc_with_header(payload_crc: u32, batch: &[u8]) -> u32 {
+    crc32c::crc32c_append(payload_crc, &batch[CRC_COVERED_FROM..BATCH_HEADER_BYTES])
 }
 
 /// Reads the header at the start of `buf` without validating anything else.
@@ -424,8 +431,7 @@ pub fn validate_incoming(batch: &[u8]) -> Result<IncomingBatch, BatchError> {
     }
     let payload = &batch[BATCH_HEADER_BYTES..];
     let payload_crc = crc32c::crc32c(payload);
-    let header_crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..BATCH_HEADER_BYTES]);
-    let computed = crc32c::crc32c_combine(header_crc, payload_crc, payload.len());
+    let computed = crc_with_header(payload_crc, batch);
     if computed != header.crc.get() {
         return Err(BatchError::CrcMismatch {
             stored: header.crc.get(),
@@ -464,14 +470,12 @@ pub fn validate_incoming(batch: &[u8]) -> Result<IncomingBatch, BatchError> {
 /// CRC from the payload CRC found by [`validate_incoming`]. Also normalises the
 /// header's timestamps to the ones the records carry.
 pub fn restamp(batch: &mut [u8], incoming: &IncomingBatch, base_offset: u64, leader_epoch: u64) {
-    let payload_bytes = batch.len() - BATCH_HEADER_BYTES;
     let (header, _) = BatchHeader::mut_from_prefix(batch).expect("validated batch");
     header.base_offset = base_offset.into();
     header.leader_epoch = leader_epoch.into();
     header.first_timestamp_ms = incoming.first_timestamp_ms.into();
     header.last_timestamp_ms = incoming.last_timestamp_ms.into();
-    let header_crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..BATCH_HEADER_BYTES]);
-    let crc = crc32c::crc32c_combine(header_crc, incoming.payload_crc, payload_bytes);
+    let crc = crc_with_header(incoming.payload_crc, batch);
     batch[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 

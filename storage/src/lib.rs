@@ -19,6 +19,7 @@ pub mod error;
 pub mod index;
 pub mod io_gate;
 pub mod log;
+pub mod readahead;
 pub mod retention;
 pub mod ring;
 pub mod scan;

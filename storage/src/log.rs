@@ -30,10 +30,11 @@ use crate::config::{FsyncPolicy, LogConfig};
 use crate::error::LogError;
 use crate::index::SegmentIndex;
 use crate::io_gate::{IoGate, IoTurn};
+use crate::readahead::Readahead;
 use crate::retention::{segments_to_delete, SegmentSummary};
 use crate::ring::MemoryRing;
 use crate::scan::{scan_batches, ScanStop};
-use crate::segment::{read_batches, Segment, SegmentPaths};
+use crate::segment::{Segment, SegmentPaths, SegmentRead};
 
 /// Recovery reads the tail of a segment in chunks of this size.
 const RECOVERY_READ_BYTES: usize = 1 << 20;
@@ -90,6 +91,9 @@ pub struct LogStats {
 
 struct LogState {
     stats: LogStats,
+    readahead: Option<Readahead>,
+    /// Suffix truncations so far.
+    truncations: u64,
     segments: Vec<Segment>,
     log_start: u64,
     log_end: u64,
@@ -218,6 +222,8 @@ impl PartitionLog {
         }
         let state = LogState {
             stats: LogStats::default(),
+            readahead: None,
+            truncations: 0,
             segments,
             log_start,
             log_end,
@@ -379,6 +385,7 @@ impl PartitionLog {
     /// Group commit: returns once `next_offset` is acknowledged, flushing
     /// everything pending whenever this caller gets the I/O lock first.
     async fn wait_durable(&self, next_offset: u64, force_sync: bool) -> Result<(), LogError> {
+        let mut yielded = false;
         loop {
             {
                 let st = self.state.borrow();
@@ -391,6 +398,14 @@ impl PartitionLog {
                     return Ok(());
                 }
                 self.refuse_if_failed(&st)?;
+            }
+            // Let appenders that are ready to run (typically those the last
+            // flush just woke) add their batches first: one flush then covers
+            // them all instead of alternating a lone batch with a full one.
+            if !yielded {
+                yielded = true;
+                futures_lite::future::yield_now().await;
+                continue;
             }
             // Never queue for the turn: the flush in progress (or the next
             // one, started by whoever runs first) may already cover us.
@@ -599,10 +614,22 @@ impl PartitionLog {
 
     /// Reads batches from `offset` up to `bytes_max` (at least one batch when
     /// any is available), never past the high watermark. Tail reads come from
-    /// the memory ring; older ones from the segment files through the index.
+    /// the memory ring; older ones from the segment files through the index,
+    /// with the next span read ahead for a sequential reader.
     pub async fn read(&self, offset: u64, bytes_max: usize) -> Result<FetchedBatches, LogError> {
-        let (file, path, position, position_offset, end_position, hw, log_start) = {
-            let st = self.state.borrow();
+        let truncations_at_start = self.state.borrow().truncations;
+        let (
+            file,
+            path,
+            segment_base,
+            mut position,
+            mut position_offset,
+            end_position,
+            hw,
+            log_start,
+            readahead,
+        ) = {
+            let mut st = self.state.borrow_mut();
             let hw = st.high_watermark(self.config.fsync);
             if offset < st.log_start || offset > st.log_end {
                 return Err(LogError::OffsetOutOfRange {
@@ -624,31 +651,81 @@ impl PartitionLog {
                 return Ok(fetched);
             }
             let i = st.segments.partition_point(|s| s.base_offset <= offset) - 1;
-            let seg = &st.segments[i];
-            let (position_offset, position) = seg.index_position(offset);
+            let (base, file, path, written) = {
+                let seg = &st.segments[i];
+                (
+                    seg.base_offset,
+                    seg.file.clone(),
+                    seg.paths.log.clone(),
+                    seg.written_bytes,
+                )
+            };
+            let (position_offset, position) = st.segments[i].index_position(offset);
+            let truncations = st.truncations;
+            let readahead = st.readahead.take().filter(|r| {
+                r.segment_base == base && r.offset == offset && r.truncations == truncations
+            });
             (
-                seg.file.clone(),
-                seg.paths.log.clone(),
+                file,
+                path,
+                base,
                 position,
                 position_offset,
-                seg.written_bytes,
+                written,
                 hw,
                 st.log_start,
+                readahead,
             )
         };
-        let batches = read_batches(
-            &file,
-            &path,
+        let span_bytes = bytes_max.max(64 << 10);
+        let mut prefetched = None;
+        let mut readahead = readahead;
+        if let Some(r) = &mut readahead {
+            r.top_up(&file, end_position, span_bytes);
+            // A failed read-ahead is not an error: the read below reads itself.
+            prefetched = r.take().await;
+            if prefetched.is_some() {
+                position = r.start;
+                position_offset = r.offset;
+            }
+        }
+        let outcome = SegmentRead {
+            file: &file,
+            path: &path,
             position,
             position_offset,
             offset,
             end_position,
-            hw,
+            end_offset: hw,
             bytes_max,
-        )
+            prefetched,
+        }
+        .run()
         .await?;
+        if !outcome.batches.is_empty() {
+            // `advance` drops in-flight spans that no longer follow on.
+            let mut next = match readahead {
+                Some(r) => r.advance(
+                    outcome.next_position,
+                    outcome.next_offset,
+                    outcome.leftover.clone(),
+                ),
+                None => Readahead::new(
+                    segment_base,
+                    truncations_at_start,
+                    outcome.next_position,
+                    outcome.next_offset,
+                    outcome.leftover.clone(),
+                ),
+            };
+            next.top_up(&file, end_position, span_bytes);
+            self.state.borrow_mut().readahead = Some(next);
+            // Let the read-ahead tasks submit their I/O now, so the device
+            // works while the caller processes this span.
+            futures_lite::future::yield_now().await;
+        }
         Ok(FetchedBatches {
-            batches,
+            batches: outcome.batches,
             high_watermark: hw,
             log_start,
         })
@@ -731,8 +808,20 @@ impl PartitionLog {
             let mut position = pos;
             let mut at = pos_off;
             while at < offset {
-                let batches =
-                    read_batches(&file, &path, position, at, at, end, u64::MAX, 1).await?;
+                let batches = SegmentRead {
+                    file: &file,
+                    path: &path,
+                    position,
+                    position_offset: at,
+                    offset: at,
+                    end_position: end,
+                    end_offset: u64::MAX,
+                    bytes_max: 1,
+                    prefetched: None,
+                }
+                .run()
+                .await?
+                .batches;
                 let b = batches
                     .first()
                     .ok_or(LogError::NotBatchBoundary { offset })?;
@@ -782,6 +871,8 @@ impl PartitionLog {
         st.written = offset;
         st.synced = offset;
         st.ring.truncate(offset);
+        st.readahead = None;
+        st.truncations += 1;
         st.check_invariants(self.config.fsync);
         tracing::info!(dir = %self.dir.display(), offset, "truncated log suffix");
         Ok(())
@@ -810,6 +901,7 @@ impl PartitionLog {
             st.log_start = st.segments[0].base_offset;
             let start = st.log_start;
             st.ring.trim_front(start);
+            st.readahead = None;
             doomed
         };
         for seg in &doomed {

@@ -418,6 +418,11 @@ fn large_batches_read_back_after_reopen() {
 
 #[test]
 fn looping_appenders_share_group_commits() {
+    looping_appenders(1);
+    looping_appenders(64);
+}
+
+fn looping_appenders(records_per_batch: usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(dir.path(), move |pool| async move {
@@ -431,7 +436,9 @@ fn looping_appenders_share_group_commits() {
                 let log = log.clone();
                 glommio::spawn_local(async move {
                     for _ in 0..50 {
-                        log.append(batch_of(&values(1, i, 1024), 1)).await.unwrap();
+                        log.append(batch_of(&values(records_per_batch, i, 1024), 1))
+                            .await
+                            .unwrap();
                     }
                 })
             })
@@ -445,5 +452,6 @@ fn looping_appenders_share_group_commits() {
             stats.fdatasyncs <= 400 / 3,
             "appends share fdatasyncs: {stats:?}"
         );
+        eprintln!("{records_per_batch} records per batch: {stats:?}");
     });
 }
