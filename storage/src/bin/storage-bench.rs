@@ -37,9 +37,11 @@ struct Args {
     /// Record value size.
     #[arg(long, default_value_t = 1024)]
     record_bytes: usize,
-    /// Concurrent appenders (producers) per workload.
-    #[arg(long, default_value_t = 8)]
-    appenders: usize,
+    /// Concurrent appenders per workload: what many producers on one
+    /// partition look like to the log (group commit needs concurrency).
+    /// Default: 32 for batches up to 64 records, 8 for larger ones.
+    #[arg(long)]
+    appenders: Option<usize>,
     /// Write the report (report.md) into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -59,13 +61,13 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let probe_cfg = ProbeConfig {
         dir: args.dir.clone(),
-        total_bytes: args.size_mib << 20,
+        total_bytes: (args.size_mib << 20).min(512 << 20),
         block_bytes: 1 << 20,
         queue_depth: 8,
         sync_every_bytes: 8 << 20,
     };
-    eprintln!("device-limit probe: {probe_cfg:?}");
-    let device = device_limit::run(&probe_cfg).context("device-limit probe")?;
+    eprintln!("device-limit probe (median of 3): {probe_cfg:?}");
+    let device = median_probe(&probe_cfg)?;
     eprintln!(
         "device limit: write {:.0} MB/s, read {:.0} MB/s",
         device.write_mb_per_sec(),
@@ -94,6 +96,24 @@ fn main() -> anyhow::Result<()> {
         eprintln!("wrote {}", dir.join("report.md").display());
     }
     Ok(())
+}
+
+/// The probe is as noisy as everything else here: run it three times and
+/// take the median of each direction.
+fn median_probe(cfg: &ProbeConfig) -> anyhow::Result<ProbeResult> {
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(device_limit::run(cfg).context("device-limit probe")?);
+    }
+    let mut writes: Vec<f64> = runs.iter().map(|r| r.write_bytes_per_sec).collect();
+    let mut reads: Vec<f64> = runs.iter().map(|r| r.read_bytes_per_sec).collect();
+    writes.sort_by(f64::total_cmp);
+    reads.sort_by(f64::total_cmp);
+    Ok(ProbeResult {
+        write_bytes_per_sec: writes[1],
+        read_bytes_per_sec: reads[1],
+        ..runs[1]
+    })
 }
 
 fn encode_batch(records: usize, record_bytes: usize) -> BytesMut {
@@ -133,7 +153,10 @@ async fn append_workload(
     let bytes_target = args.size_mib << 20;
     let deadline = Instant::now() + Duration::from_secs(args.seconds_max);
     let start = Instant::now();
-    let tasks: Vec<_> = (0..args.appenders)
+    let appenders = args
+        .appenders
+        .unwrap_or(if batch_records <= 64 { 32 } else { 8 });
+    let tasks: Vec<_> = (0..appenders)
         .map(|_| {
             let log = log.clone();
             let batch = batch.clone();
@@ -176,8 +199,8 @@ async fn run_all(args: Args, device: ProbeResult) -> anyhow::Result<String> {
     let mut out = String::new();
     writeln!(
         out,
-        "Device limit (raw io_uring, O_DIRECT, 1 MiB blocks, QD 8, fdatasync every 8 MiB): \
-         write {:.0} MB/s, read {:.0} MB/s\n",
+        "Device limit (raw io_uring, O_DIRECT, 1 MiB blocks, QD 8, fdatasync every 8 MiB, \
+         median of 3 runs of 512 MiB): write {:.0} MB/s, read {:.0} MB/s\n",
         device.write_mb_per_sec(),
         device.read_mb_per_sec()
     )?;
