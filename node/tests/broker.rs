@@ -239,3 +239,79 @@ fn consumer_group_offsets_survive_a_restart_and_subscriptions_deliver() {
         );
     });
 }
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    kb * 1024
+}
+
+#[test]
+fn a_stalled_subscriber_neither_blocks_producers_nor_grows_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), 2);
+    let pid = node.child.as_ref().unwrap().id();
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect(&node).await;
+        client
+            .create_topic("firehose", 1, None, None)
+            .await
+            .unwrap();
+        // A subscriber that takes one record and then stops reading.
+        let stalled_client = connect(&node).await;
+        let mut stalled = Consumer::new(&stalled_client)
+            .subscribe("firehose", 0, StartPosition::Earliest, 64 << 10)
+            .await
+            .unwrap();
+        let producer = Producer::new(&client, ProducerConfig::default()).unwrap();
+        producer
+            .send("firehose", Record::new(vec![0u8; 1024]))
+            .await
+            .unwrap();
+        let first = stalled.next().await.unwrap().unwrap();
+        assert_eq!(first.offset, 0);
+        let rss_before = rss_bytes(pid);
+        // 64 MiB more while the subscriber sits on its credit.
+        let started = std::time::Instant::now();
+        let acks: Vec<_> = (0..65_536)
+            .map(|_| producer.send("firehose", Record::new(vec![7u8; 1024])))
+            .collect();
+        for a in acks {
+            a.await.unwrap();
+        }
+        let produce_time = started.elapsed();
+        // Another consumer still reads everything promptly.
+        let f = Consumer::new(&client)
+            .fetch("firehose", 0, 60_000, 1 << 20, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(f.records[0].offset, 60_000);
+        let rss_after = rss_bytes(pid);
+        eprintln!(
+            "rss before {} MiB, after {} MiB",
+            rss_before >> 20,
+            rss_after >> 20
+        );
+        assert!(
+            rss_after < rss_before + (32 << 20),
+            "node memory grew from {} to {} MiB with a stalled subscriber",
+            rss_before >> 20,
+            rss_after >> 20
+        );
+        assert!(
+            produce_time < Duration::from_secs(60),
+            "producers were not stalled: {produce_time:?}"
+        );
+        // The stalled subscriber resumes where it stopped, in order.
+        for expected in 1..100u64 {
+            assert_eq!(stalled.next().await.unwrap().unwrap().offset, expected);
+        }
+    });
+}
