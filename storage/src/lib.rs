@@ -10,6 +10,8 @@
 //! - [`ring`]: the bounded in-memory ring of recent batches for tail readers.
 //! - [`retention`]: sans-IO choice of sealed segments to delete.
 //! - [`segment`]: one segment's files on disk.
+//! - [`tiering`]: sans-IO tier state (local / uploading / archived / remote
+//!   only) and retention across tiers.
 //! - [`log`]: the partition log: append with group commit, read, recovery,
 //!   truncation, roll and retention on glommio direct I/O.
 
@@ -24,6 +26,7 @@ pub mod retention;
 pub mod ring;
 pub mod scan;
 pub mod segment;
+pub mod tiering;
 
 pub use batch::{BatchBuilder, BatchHeader, BatchView, Record, RecordView, BATCH_HEADER_BYTES};
 pub use config::{FsyncPolicy, LogConfig};

@@ -90,7 +90,11 @@ fn main() -> anyhow::Result<()> {
             "Command: `{}`\n",
             std::env::args().collect::<Vec<_>>().join(" ")
         )?;
-        writeln!(md, "## Machine\n\n{}\n", machine_details(&args.dir))?;
+        writeln!(
+            md,
+            "## Machine\n\n{}\n",
+            sprawl_io::machine::Machine::collect(&args.dir).to_markdown()
+        )?;
         writeln!(md, "## Results\n\n{report}")?;
         std::fs::write(dir.join("report.md"), md)?;
         eprintln!("wrote {}", dir.join("report.md").display());
@@ -330,35 +334,4 @@ async fn run_all(args: Args, device: ProbeResult) -> anyhow::Result<String> {
     drop(log);
     let _ = std::fs::remove_dir_all(&hot_dir);
     Ok(out)
-}
-
-/// CPU, cores, memory, kernel, file system and commit, for the report.
-fn machine_details(dir: &Path) -> String {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("unknown")
-        .trim()
-        .to_string();
-    let mem = read("/proc/meminfo")
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
-    let cmd = |c: &str, a: &[&str]| {
-        std::process::Command::new(c)
-            .args(a)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
-    let fs = cmd("df", &["-T", &dir.to_string_lossy()]);
-    format!(
-        "- CPU: {cpu}\n- cores: {}\n- memory: {mem}\n- kernel: {}\n- file system:\n```\n{fs}\n```\n- commit: {}\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cmd("uname", &["-sr"]),
-        cmd("git", &["rev-parse", "--short", "HEAD"]),
-    )
 }
