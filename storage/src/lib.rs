@@ -31,4 +31,4 @@ pub mod tiering;
 pub use batch::{BatchBuilder, BatchHeader, BatchView, Record, RecordView, BATCH_HEADER_BYTES};
 pub use config::{FsyncPolicy, LogConfig};
 pub use error::LogError;
-pub use log::{AppendAck, FetchedBatches, LogOffsets, LogStats, PartitionLog};
+pub use log::{AppendAck, FetchedBatches, LogOffsets, LogStats, PartitionLog, SealedSegment};

@@ -80,6 +80,19 @@ pub struct RecoveryReport {
     pub tail_bytes_scanned: u64,
 }
 
+/// A sealed segment as tiered storage sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSegment {
+    pub base_offset: u64,
+    pub next_offset: u64,
+    pub bytes: u64,
+    pub first_timestamp_ms: Option<i64>,
+    pub max_timestamp_ms: Option<i64>,
+    pub log_path: PathBuf,
+    pub index_path: PathBuf,
+    pub time_index_path: PathBuf,
+}
+
 /// Counters of the log's own I/O, for metrics and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogStats {
@@ -880,9 +893,8 @@ impl PartitionLog {
 
     /// Deletes sealed segments beyond the retention limits; returns how many.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
-        let _permit = self.lock().await?;
-        let doomed: Vec<Segment> = {
-            let mut st = self.state.borrow_mut();
+        let n = {
+            let st = self.state.borrow();
             let summaries: Vec<SegmentSummary> = st
                 .segments
                 .iter()
@@ -891,12 +903,44 @@ impl PartitionLog {
                     max_timestamp_ms: s.index.max_timestamp_ms,
                 })
                 .collect();
-            let n = segments_to_delete(
+            segments_to_delete(
                 &summaries,
                 now_ms,
                 self.config.retention_bytes,
                 self.config.retention_ms,
-            );
+            )
+        };
+        self.remove_oldest_segments(n).await
+    }
+
+    /// Every sealed segment (all but the active one), oldest first: what
+    /// tiered storage uploads.
+    pub fn sealed_segments(&self) -> Vec<SealedSegment> {
+        let st = self.state.borrow();
+        let sealed = st.segments.len() - 1;
+        st.segments[..sealed]
+            .iter()
+            .map(|s| SealedSegment {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                bytes: s.bytes,
+                first_timestamp_ms: s.first_timestamp_ms,
+                max_timestamp_ms: s.index.max_timestamp_ms,
+                log_path: s.paths.log.clone(),
+                index_path: s.paths.offset_index.clone(),
+                time_index_path: s.paths.time_index.clone(),
+            })
+            .collect()
+    }
+
+    /// Deletes the `n` oldest sealed segments' files (never the active one)
+    /// and moves the log start past them. Retention and tiered storage
+    /// decide which; this only does it.
+    pub async fn remove_oldest_segments(&self, n: usize) -> Result<usize, LogError> {
+        let _permit = self.lock().await?;
+        let doomed: Vec<Segment> = {
+            let mut st = self.state.borrow_mut();
+            let n = n.min(st.segments.len() - 1);
             let doomed: Vec<Segment> = st.segments.drain(..n).collect();
             st.log_start = st.segments[0].base_offset;
             let start = st.log_start;
@@ -908,7 +952,7 @@ impl PartitionLog {
             seg.paths
                 .remove_all()
                 .map_err(|e| LogError::io("removing segment", &seg.paths.log, e))?;
-            tracing::info!(segment = %seg.paths.log.display(), bytes = seg.bytes, "retention deleted segment");
+            tracing::info!(segment = %seg.paths.log.display(), bytes = seg.bytes, "deleted local segment");
         }
         Ok(doomed.len())
     }

@@ -455,3 +455,40 @@ fn looping_appenders(records_per_batch: usize) {
         eprintln!("{records_per_batch} records per batch: {stats:?}");
     });
 }
+
+#[test]
+fn sealed_segments_and_removing_the_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(dir.path(), move |pool| async move {
+        let log = PartitionLog::open(&path, small_config(), pool)
+            .await
+            .unwrap();
+        for i in 0..200u8 {
+            log.append(batch_of(&values(2, i, 500), 1000 + i as i64))
+                .await
+                .unwrap();
+        }
+        let sealed = log.sealed_segments();
+        assert_eq!(
+            sealed.len(),
+            log.segment_count() - 1,
+            "all but the active one"
+        );
+        assert_eq!(sealed[0].base_offset, 0);
+        assert!(sealed
+            .windows(2)
+            .all(|w| w[0].next_offset == w[1].base_offset));
+        assert!(sealed.iter().all(|s| s.log_path.exists() && s.bytes > 0));
+        assert_eq!(log.remove_oldest_segments(2).await.unwrap(), 2);
+        assert_eq!(log.offsets().log_start, sealed[2].base_offset);
+        assert!(!sealed[0].log_path.exists() && !sealed[1].index_path.exists());
+        // Never the active segment, however many are asked for.
+        log.remove_oldest_segments(1000).await.unwrap();
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(
+            read_all(&log, log.offsets().log_start).await.len() as u64,
+            400 - log.offsets().log_start
+        );
+    });
+}
