@@ -185,6 +185,18 @@ impl PartitionLog {
         config: LogConfig,
         pool: Rc<DmaBufPool>,
     ) -> Result<(Self, RecoveryReport), LogError> {
+        Self::open_from(dir, config, pool, 0).await
+    }
+
+    /// [`Self::open_with_report`]; a log created empty starts at
+    /// `empty_start_offset` (tiered storage: records below it are in the
+    /// archive). An existing log keeps its offsets.
+    pub async fn open_from(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        pool: Rc<DmaBufPool>,
+        empty_start_offset: u64,
+    ) -> Result<(Self, RecoveryReport), LogError> {
         let dir = dir.into();
         assert!(
             config.segment_bytes <= u64::from(u32::MAX),
@@ -223,7 +235,7 @@ impl PartitionLog {
             segments.push(segment);
         }
         if segments.is_empty() {
-            segments.push(create_segment(&dir, 0, &config).await?);
+            segments.push(create_segment(&dir, empty_start_offset, &config).await?);
         }
         report.segments = segments.len();
         let log_end = segments.last().expect("non-empty").next_offset;

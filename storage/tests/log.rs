@@ -492,3 +492,24 @@ fn sealed_segments_and_removing_the_oldest() {
         );
     });
 }
+
+#[test]
+fn an_empty_log_can_start_at_a_given_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(dir.path(), move |pool| async move {
+        let (log, _) = PartitionLog::open_from(&path, LogConfig::default(), pool.clone(), 500)
+            .await
+            .unwrap();
+        assert_eq!(log.offsets().log_start, 500);
+        let ack = log.append(batch_of(&values(2, 1, 10), 1)).await.unwrap();
+        assert_eq!(ack.base_offset, 500);
+        drop(log);
+        // Existing logs keep their offsets whatever is asked.
+        let (log, _) = PartitionLog::open_from(&path, LogConfig::default(), pool, 0)
+            .await
+            .unwrap();
+        assert_eq!((log.offsets().log_start, log.offsets().log_end), (500, 502));
+        assert_eq!(read_all(&log, 500).await.len(), 2);
+    });
+}
