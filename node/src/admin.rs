@@ -93,8 +93,17 @@ fn snapshots(state: &AdminState) -> Vec<ShardSnapshot> {
 }
 
 fn health(state: &AdminState) -> String {
+    let snaps = snapshots(state);
+    let disk_alarm = snaps.iter().any(|s| s.disk_alarm);
+    let disk_free = snaps
+        .iter()
+        .map(|s| s.disk_free_bytes)
+        .min()
+        .unwrap_or(u64::MAX);
     json!({
-        "status": "ok",
+        "status": if disk_alarm { "degraded" } else { "ok" },
+        "alarms": if disk_alarm { vec!["data disk nearly full: producers are throttled"] } else { Vec::new() },
+        "disk_free_bytes": disk_free,
         "node_id": state.node_id,
         "version": env!("CARGO_PKG_VERSION"),
         "shards": state.shard_count,

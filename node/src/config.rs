@@ -48,6 +48,10 @@ pub struct Flags {
     /// Segment size in bytes. Default 256 MiB
     #[arg(long, env = "SPRAWL_SEGMENT_BYTES")]
     pub segment_bytes: Option<u64>,
+    /// Free bytes on the data disk below which producers are throttled
+    /// (retryable error) and /health reports degraded. Default 128 MiB
+    #[arg(long, env = "SPRAWL_DISK_FREE_BYTES_MIN")]
+    pub disk_free_bytes_min: Option<u64>,
     /// Node id reported to clients. Default 1
     #[arg(long, env = "SPRAWL_NODE_ID")]
     pub node_id: Option<u32>,
@@ -92,6 +96,7 @@ pub struct StorageSection {
     pub ring_bytes: Option<usize>,
     pub retention_check_ms: Option<u64>,
     pub fetch_wait_ms_max: Option<u32>,
+    pub disk_free_bytes_min: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -110,6 +115,7 @@ pub struct NodeConfig {
     pub ring_bytes: usize,
     pub retention_check_ms: u64,
     pub fetch_wait_ms_max: u32,
+    pub disk_free_bytes_min: u64,
     pub log: String,
 }
 
@@ -179,6 +185,10 @@ impl NodeConfig {
             ring_bytes: file.storage.ring_bytes.unwrap_or(8 << 20),
             retention_check_ms: file.storage.retention_check_ms.unwrap_or(10_000),
             fetch_wait_ms_max: file.storage.fetch_wait_ms_max.unwrap_or(30_000),
+            disk_free_bytes_min: flags
+                .disk_free_bytes_min
+                .or(file.storage.disk_free_bytes_min)
+                .unwrap_or(128 << 20),
             log: flags.log.or(file.log).unwrap_or_else(|| "info".into()),
         })
     }

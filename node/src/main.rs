@@ -88,6 +88,7 @@ fn run() -> anyhow::Result<()> {
             },
             fetch_wait_ms_max: config.fetch_wait_ms_max,
             retention_check_ms: config.retention_check_ms,
+            disk_free_bytes_min: config.disk_free_bytes_min,
         },
     };
     let service = {

@@ -68,7 +68,7 @@ pub fn render(snapshots: &[ShardSnapshot], uptime_s: f64) -> String {
             let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, get(s));
         }
     }
-    let gauges: [ShardMetric; 2] = [
+    let gauges: [ShardMetric; 4] = [
         ("sprawl_connections_open", "Open connections.", |s| {
             s.connections_open
         }),
@@ -76,6 +76,16 @@ pub fn render(snapshots: &[ShardSnapshot], uptime_s: f64) -> String {
             "sprawl_log_bytes",
             "Bytes in the shard's partition logs.",
             |s| s.log_bytes,
+        ),
+        (
+            "sprawl_disk_free_bytes",
+            "Free bytes on the data disk, as last measured.",
+            |s| s.disk_free_bytes,
+        ),
+        (
+            "sprawl_disk_alarm",
+            "1 while producers are throttled for lack of disk space.",
+            |s| u64::from(s.disk_alarm),
         ),
     ];
     for (name, help, get) in gauges {

@@ -315,3 +315,46 @@ fn a_stalled_subscriber_neither_blocks_producers_nor_grows_memory() {
         }
     });
 }
+
+#[test]
+fn a_nearly_full_disk_throttles_producers_with_a_retryable_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // An alarm threshold no disk meets: the node must refuse to fill it.
+    let node = NodeProcess::start_with(
+        dir.path(),
+        1,
+        &["--disk-free-bytes-min", "18446744073709551615"],
+    );
+    std::thread::sleep(Duration::from_millis(700)); // one measurement period
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect(&node).await;
+        client.create_topic("t", 1, None, None).await.unwrap();
+        let err = client
+            .produce_batch("t", 0, Acks::Durable, &{
+                let mut b = sprawl_storage::BatchBuilder::new();
+                b.push(&sprawl_storage::Record {
+                    timestamp_ms: 1,
+                    value: b"x",
+                    ..Default::default()
+                });
+                b.finish()
+            })
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(
+            err.remote_code(),
+            Some(sprawl_client::ErrorCode::Throttled),
+            "{err}"
+        );
+        assert!(err.to_string().contains("disk"), "{err}");
+    });
+    let (_, health) = node.admin_get("/health");
+    assert!(health.contains("\"status\":\"degraded\""), "{health}");
+    let (_, metrics) = node.admin_get("/metrics");
+    assert!(
+        metrics.contains("sprawl_disk_alarm{shard=\"0\"} 1"),
+        "{metrics}"
+    );
+}

@@ -67,6 +67,8 @@ pub struct ShardSnapshot {
     pub connections_total: u64,
     pub log_bytes: u64,
     pub fdatasyncs: u64,
+    pub disk_free_bytes: u64,
+    pub disk_alarm: bool,
     pub produce_latency_us: Option<Histogram<u64>>,
     pub fetch_latency_us: Option<Histogram<u64>>,
     pub partitions: Vec<PartitionSnapshot>,

@@ -193,6 +193,7 @@ fn spawn_housekeeping(shard: Rc<Shard>) {
     let s = shard.clone();
     glommio::spawn_local(async move {
         while !s.shutdown_requested() {
+            s.measure_disk();
             s.publish_snapshot();
             glommio::timer::sleep(Duration::from_millis(500)).await;
         }

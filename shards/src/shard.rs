@@ -41,6 +41,10 @@ pub struct ShardConfig {
     pub fetch_wait_ms_max: u32,
     /// How often retention runs over this shard's partitions.
     pub retention_check_ms: u64,
+    /// Below this much free space on the data dir's file system, produce
+    /// requests get a retryable error instead of filling the disk (the
+    /// alarm also shows in /health and /metrics).
+    pub disk_free_bytes_min: u64,
 }
 
 pub fn now_ms() -> i64 {
@@ -65,6 +69,8 @@ pub struct Shard {
     snapshot: Arc<Mutex<ShardSnapshot>>,
     shutdown: Arc<AtomicBool>,
     ready: RefCell<Option<mpsc::Sender<Result<usize, String>>>>,
+    /// Free bytes on the data dir's file system, as last measured.
+    disk_free_bytes: Cell<u64>,
 }
 
 impl Shard {
@@ -95,6 +101,7 @@ impl Shard {
             snapshot,
             shutdown,
             ready: RefCell::new(Some(ready)),
+            disk_free_bytes: Cell::new(u64::MAX),
         })
     }
 
@@ -209,6 +216,13 @@ impl Shard {
                 durable,
             } => {
                 let p = self.partition(&topic, partition)?;
+                if self.disk_low() {
+                    return Err(ShardError::DiskFull(format!(
+                        "{} bytes free on the data disk, below the {} byte alarm",
+                        self.disk_free_bytes.get(),
+                        self.config.disk_free_bytes_min
+                    )));
+                }
                 let started = Instant::now();
                 let bytes = batch.len() as u64;
                 let (base_offset, next_offset) =
@@ -423,6 +437,35 @@ impl Shard {
         Ok(())
     }
 
+    /// Measures free space on the data dir's file system (a cheap statvfs).
+    pub fn measure_disk(&self) {
+        match rustix::fs::statvfs(&self.config.data_dir) {
+            Ok(v) => {
+                let free = v.f_bavail.saturating_mul(v.f_frsize);
+                let was_low = self.disk_low();
+                self.disk_free_bytes.set(free);
+                if self.disk_low() && !was_low && self.id == 0 {
+                    tracing::error!(
+                        free_bytes = free,
+                        alarm_bytes = self.config.disk_free_bytes_min,
+                        "data disk nearly full: producers are throttled until space is freed"
+                    );
+                } else if was_low && !self.disk_low() && self.id == 0 {
+                    tracing::warn!(
+                        free_bytes = free,
+                        "data disk has room again: producing resumes"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "statvfs of the data dir failed"),
+        }
+    }
+
+    /// Whether the disk-space alarm is raised.
+    pub fn disk_low(&self) -> bool {
+        self.disk_free_bytes.get() < self.config.disk_free_bytes_min
+    }
+
     /// Offsets of every partition this shard owns (for snapshots).
     pub fn owned_partitions(&self) -> Vec<Rc<Partition>> {
         self.partitions.borrow().values().cloned().collect()
@@ -456,6 +499,8 @@ impl Shard {
             connections_total: m.connections_total,
             log_bytes: partitions.iter().map(|p| p.offsets.size_bytes).sum(),
             fdatasyncs: parts.iter().map(|p| p.log.stats().fdatasyncs).sum(),
+            disk_free_bytes: self.disk_free_bytes.get(),
+            disk_alarm: self.disk_low(),
             produce_latency_us: Some(m.produce_latency_us.clone()),
             fetch_latency_us: Some(m.fetch_latency_us.clone()),
             partitions,
