@@ -5,9 +5,11 @@
 //! - [`warmup`]: the per-executor warm-up that sidesteps glommio's iopoll-probe trap.
 //! - [`device_limit`]: raw `io-uring` sequential write/read probe: the physical
 //!   limit every log benchmark is measured against.
+//! - [`machine`]: the machine details every benchmark report records.
 
 pub mod device_limit;
 pub mod dma_pool;
+pub mod machine;
 pub mod memlock;
 pub mod quic;
 pub mod warmup;

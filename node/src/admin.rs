@@ -11,6 +11,7 @@ use serde_json::json;
 use sprawl_shards::{ShardSnapshot, TopicCatalog};
 
 pub struct AdminState {
+    pub archive: Option<sprawl_tiered::ArchiveHandle>,
     pub node_id: u32,
     pub shard_count: usize,
     pub started: Instant,
@@ -68,6 +69,7 @@ fn serve(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
             "/health" => ("200 OK", "application/json", health(state)),
             "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(state)),
             "/topics" => ("200 OK", "application/json", topics(state)),
+            "/tiers" => ("200 OK", "application/json", tiers(state)),
             _ => (
                 "404 Not Found",
                 "text/plain",
@@ -157,4 +159,37 @@ fn topics(state: &AdminState) -> String {
         })
         .collect();
     json!({ "topics": topics }).to_string() + "\n"
+}
+
+/// Per partition and tier: offset ranges and bytes, upload lag; S3 stats.
+fn tiers(state: &AdminState) -> String {
+    let snaps = snapshots(state);
+    let partitions: Vec<_> = snaps
+        .iter()
+        .flat_map(|s| s.partitions.iter())
+        .map(|p| {
+            let cold = p.cold.clone().unwrap_or_default();
+            json!({
+                "topic": p.topic,
+                "partition": p.partition,
+                "local": {
+                    "start_offset": p.local_log_start,
+                    "end_offset": p.offsets.log_end,
+                    "bytes": p.offsets.size_bytes,
+                },
+                "archive": {
+                    "start_offset": cold.archive_start,
+                    "end_offset": cold.archive_end,
+                    "segments": cold.archived_segments,
+                    "bytes": cold.archived_bytes,
+                },
+                "upload_lag": { "segments": cold.upload_lag_segments, "bytes": cold.upload_lag_bytes },
+                "uploads": cold.uploads,
+                "upload_failures": cold.upload_failures,
+            })
+        })
+        .collect();
+    let s3 = state.archive.as_ref().map(|a| format!("{:?}", a.stats()));
+    json!({ "enabled": state.archive.is_some(), "partitions": partitions, "s3": s3 }).to_string()
+        + "\n"
 }

@@ -52,6 +52,22 @@ pub struct Flags {
     /// (retryable error) and /health reports degraded. Default 128 MiB
     #[arg(long, env = "SPRAWL_DISK_FREE_BYTES_MIN")]
     pub disk_free_bytes_min: Option<u64>,
+    /// S3 endpoint for tiered storage (e.g. http://127.0.0.1:8333); turns
+    /// tiering on. Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "SPRAWL_TIERED_ENDPOINT")]
+    pub tiered_endpoint: Option<String>,
+    /// Bucket of the archive. Default sprawl
+    #[arg(long, env = "SPRAWL_TIERED_BUCKET")]
+    pub tiered_bucket: Option<String>,
+    /// Key prefix of this node's objects in the bucket. Default sprawl
+    #[arg(long, env = "SPRAWL_TIERED_PREFIX")]
+    pub tiered_prefix: Option<String>,
+    /// Keep at most this many bytes of archived segments locally per partition.
+    #[arg(long, env = "SPRAWL_TIERED_LOCAL_RETENTION_BYTES")]
+    pub tiered_local_retention_bytes: Option<u64>,
+    /// Per-shard cache of archived chunks, bytes. Default 64 MiB
+    #[arg(long, env = "SPRAWL_TIERED_CACHE_BYTES")]
+    pub tiered_cache_bytes: Option<u64>,
     /// Node id reported to clients. Default 1
     #[arg(long, env = "SPRAWL_NODE_ID")]
     pub node_id: Option<u32>,
@@ -78,6 +94,35 @@ pub struct FileConfig {
     pub tls: TlsSection,
     #[serde(default)]
     pub storage: StorageSection,
+    #[serde(default)]
+    pub tiered: TieredSection,
+}
+
+/// `[tiered]`: S3-compatible archive of sealed segments.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TieredSection {
+    pub endpoint: Option<String>,
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub region: Option<String>,
+    /// Per partition, local copies of archived segments beyond these go.
+    pub local_retention_bytes: Option<u64>,
+    pub local_retention_ms: Option<u64>,
+    /// Per-shard read-through cache of archived chunks.
+    pub cache_bytes: Option<u64>,
+}
+
+/// Resolved tiered-storage settings.
+#[derive(Debug, Clone)]
+pub struct TieredSettings {
+    pub endpoint: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub region: Option<String>,
+    pub local_retention_bytes: Option<u64>,
+    pub local_retention_ms: Option<u64>,
+    pub cache_bytes: u64,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -116,6 +161,7 @@ pub struct NodeConfig {
     pub retention_check_ms: u64,
     pub fetch_wait_ms_max: u32,
     pub disk_free_bytes_min: u64,
+    pub tiered: Option<TieredSettings>,
     pub log: String,
 }
 
@@ -162,7 +208,31 @@ impl NodeConfig {
             batch_bytes_max as u64 <= segment_bytes / 2 && batch_bytes_max <= 64 << 20,
             "batch_bytes_max must be at most half a segment and 64 MiB"
         );
+        let tiered = flags
+            .tiered_endpoint
+            .or(file.tiered.endpoint)
+            .map(|endpoint| TieredSettings {
+                endpoint,
+                bucket: flags
+                    .tiered_bucket
+                    .or(file.tiered.bucket)
+                    .unwrap_or_else(|| "sprawl".into()),
+                prefix: flags
+                    .tiered_prefix
+                    .or(file.tiered.prefix)
+                    .unwrap_or_else(|| "sprawl".into()),
+                region: file.tiered.region,
+                local_retention_bytes: flags
+                    .tiered_local_retention_bytes
+                    .or(file.tiered.local_retention_bytes),
+                local_retention_ms: file.tiered.local_retention_ms,
+                cache_bytes: flags
+                    .tiered_cache_bytes
+                    .or(file.tiered.cache_bytes)
+                    .unwrap_or(64 << 20),
+            });
         Ok(Self {
+            tiered,
             data_dir: flags
                 .data_dir
                 .or(file.data_dir)

@@ -61,11 +61,18 @@ fn run() -> anyhow::Result<()> {
     let io_memory_bytes =
         sprawl_io::memlock::io_memory_for_this_process(config.shards, IO_MEMORY_WANTED_BYTES)?;
     let catalog_path = config.data_dir.join("topics.json");
-    let catalog = TopicCatalog::load(&catalog_path)
+    let mut catalog = TopicCatalog::load(&catalog_path)
         .with_context(|| format!("loading {}", catalog_path.display()))?;
+    let tiered = match &config.tiered {
+        Some(t) => Some(start_archive(t, &mut catalog, &catalog_path)?),
+        None => None,
+    };
 
+    // A produce frame carries one batch: bounding frames by the batch limit
+    // makes clients (which cut batches to the frame limit they are told in
+    // the handshake) never send a batch the log would refuse.
     let frame_limits = FrameLimits::for_requests()
-        .with_frame_bytes_max((config.batch_bytes_max + (1 << 20)).min(u32::MAX as usize) as u32);
+        .with_frame_bytes_max(config.batch_bytes_max.min(u32::MAX as usize) as u32);
     let node = Arc::new(NodeInfo {
         node_id: config.node_id,
         listen: config.listen,
@@ -89,6 +96,7 @@ fn run() -> anyhow::Result<()> {
             fetch_wait_ms_max: config.fetch_wait_ms_max,
             retention_check_ms: config.retention_check_ms,
             disk_free_bytes_min: config.disk_free_bytes_min,
+            tiered: tiered.clone(),
         },
     };
     let service = {
@@ -99,6 +107,7 @@ fn run() -> anyhow::Result<()> {
     runtime.wait_ready()?;
 
     let admin_state = Arc::new(admin::AdminState {
+        archive: tiered.as_ref().map(|t| t.archive.clone()),
         node_id: config.node_id,
         shard_count: config.shards,
         started,
@@ -140,6 +149,60 @@ fn run() -> anyhow::Result<()> {
     runtime.join()?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Starts the archive thread; with an empty catalog (empty data dir), adopts
+/// the topics the archive holds so their old data stays readable.
+fn start_archive(
+    t: &config::TieredSettings,
+    catalog: &mut TopicCatalog,
+    catalog_path: &Path,
+) -> anyhow::Result<sprawl_shards::TieredConfig> {
+    let mut archive_config =
+        sprawl_tiered::ArchiveConfig::from_env(&t.endpoint, &t.bucket, &t.prefix)
+            .context("tiered storage needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")?;
+    if let Some(region) = &t.region {
+        archive_config.region = region.clone();
+    }
+    let archive = sprawl_tiered::Archive::start(archive_config).with_context(|| {
+        format!(
+            "starting the archive at {} (bucket {})",
+            t.endpoint, t.bucket
+        )
+    })?;
+    if catalog.topics.is_empty() {
+        let listed = futures::executor::block_on(archive.list_partitions(""))
+            .context("listing the archive to recover topics")?;
+        let mut partitions: std::collections::BTreeMap<String, u32> = Default::default();
+        for (topic, p) in listed {
+            let n = partitions.entry(topic).or_default();
+            *n = (*n).max(p + 1);
+        }
+        for (topic, n) in partitions {
+            let config = sprawl_shards::TopicConfig {
+                partitions: n,
+                retention_bytes: None,
+                retention_ms: None,
+                created_ms: sprawl_shards::shard::now_ms(),
+            };
+            if catalog.create(&topic, config).is_ok() {
+                tracing::info!(%topic, partitions = n, "recovered topic from the archive");
+            }
+        }
+        if !catalog.topics.is_empty() {
+            catalog
+                .save(catalog_path)
+                .context("saving the recovered catalog")?;
+        }
+    }
+    Ok(sprawl_shards::TieredConfig {
+        archive,
+        local_retention: sprawl_storage::tiering::TierRetention {
+            bytes: t.local_retention_bytes,
+            ms: t.local_retention_ms,
+        },
+        cache_bytes: t.cache_bytes,
+    })
 }
 
 /// The certificate to serve: given, previously generated, or generated now.

@@ -186,7 +186,9 @@ mod tests {
                     log_end: 42,
                     size_bytes: 4096,
                 },
+                local_log_start: 0,
                 segments: 1,
+                cold: None,
             }],
             ..Default::default()
         };

@@ -14,6 +14,7 @@
 //! - [`runtime`]: starting, readiness, shutdown.
 
 pub mod catalog;
+pub mod cold;
 pub mod group_offsets;
 pub mod metrics;
 pub mod notify;
@@ -28,4 +29,4 @@ pub use metrics::{PartitionSnapshot, ShardSnapshot};
 pub use request::{PartitionOffsets, ShardError, ShardReply, ShardRequest, ShardResult};
 pub use routing::owner_shard;
 pub use runtime::{Runtime, RuntimeConfig, RuntimeError};
-pub use shard::{Shard, ShardConfig};
+pub use shard::{Shard, ShardConfig, TieredConfig};

@@ -47,8 +47,12 @@ impl Default for ShardMetrics {
 pub struct PartitionSnapshot {
     pub topic: String,
     pub partition: u32,
+    /// `log_start` is the first offset of any tier.
     pub offsets: PartitionOffsets,
+    /// First offset on local disk.
+    pub local_log_start: u64,
     pub segments: usize,
+    pub cold: Option<crate::cold::ColdSnapshot>,
 }
 
 /// A copy of a shard's metrics, taken by the shard itself.

@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use sprawl_io::dma_pool::DmaBufPool;
 use sprawl_storage::{BatchView, FsyncPolicy, LogConfig, PartitionLog};
 
+use crate::cold::ColdTier;
 use crate::group_offsets::{CommittedOffset, GroupOffsets};
 use crate::notify::LocalNotify;
 use crate::request::{PartitionOffsets, ShardError};
@@ -23,6 +24,17 @@ pub struct Partition {
     groups: RefCell<GroupOffsets>,
     /// Woken whenever the high watermark may have moved.
     pub data_ready: LocalNotify,
+    /// The archive tier, when tiered storage is on.
+    pub cold: Option<ColdTier>,
+}
+
+/// Whether a log directory holds any segment file.
+fn has_segments(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".log")))
+    })
 }
 
 /// `<data>/topics/<topic>/<partition>`.
@@ -41,9 +53,21 @@ impl Partition {
         partition: u32,
         log_config: LogConfig,
         pool: Rc<DmaBufPool>,
+        cold: Option<ColdTier>,
     ) -> Result<Self, ShardError> {
         let dir = partition_dir(data_dir, topic, partition);
-        let log = PartitionLog::open(dir.join("log"), log_config, pool.clone()).await?;
+        let log_dir = dir.join("log");
+        // A partition with no local segments continues after what the
+        // archive holds (an empty data dir recovering from the archive):
+        // starting at 0 would reuse archived offsets.
+        let mut start = 0;
+        if let Some(cold) = &cold {
+            if !has_segments(&log_dir) {
+                cold.ensure_manifest().await?;
+                start = cold.manifest().next_offset();
+            }
+        }
+        let (log, _) = PartitionLog::open_from(&log_dir, log_config, pool.clone(), start).await?;
         let groups_config = LogConfig {
             segment_bytes: 4 << 20,
             ring_bytes: 64 << 10,
@@ -80,13 +104,72 @@ impl Partition {
             groups_log,
             groups: RefCell::new(groups),
             data_ready: LocalNotify::default(),
+            cold,
         })
+    }
+
+    /// First offset a reader may ask for: the archive's start when it holds
+    /// older records than the local log.
+    pub fn log_start(&self) -> u64 {
+        let local = self.log.offsets().log_start;
+        self.cold
+            .as_ref()
+            .and_then(ColdTier::archive_start)
+            .map_or(local, |a| a.min(local))
+    }
+
+    /// Reads from any tier: the archive below the local log start, the
+    /// local log (ring or segments) from it on.
+    pub async fn read(
+        &self,
+        offset: u64,
+        bytes_max: usize,
+    ) -> Result<sprawl_storage::FetchedBatches, ShardError> {
+        let local = self.log.offsets();
+        if let Some(cold) = self.cold.as_ref().filter(|_| offset < local.log_start) {
+            let start = self.log_start();
+            if offset < start {
+                return Err(ShardError::OffsetOutOfRange {
+                    offset,
+                    start,
+                    end: local.log_end,
+                });
+            }
+            let batches = cold.read(offset, local.log_start, bytes_max).await?;
+            return Ok(sprawl_storage::FetchedBatches {
+                batches,
+                high_watermark: local.high_watermark,
+                log_start: start,
+            });
+        }
+        let mut fetched = self.log.read(offset, bytes_max).await?;
+        fetched.log_start = self.log_start();
+        Ok(fetched)
+    }
+
+    /// The first offset whose record is at or after `timestamp_ms`, any tier.
+    pub async fn find_offset_by_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<u64>, ShardError> {
+        if let Some(cold) = &self.cold {
+            let local_start = self.log.offsets().log_start;
+            if let Some(found) = cold
+                .find_offset_by_timestamp(timestamp_ms, local_start)
+                .await?
+            {
+                if found < local_start {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        Ok(self.log.find_offset_by_timestamp(timestamp_ms).await?)
     }
 
     pub fn offsets(&self) -> PartitionOffsets {
         let o = self.log.offsets();
         PartitionOffsets {
-            log_start: o.log_start,
+            log_start: self.log_start(),
             high_watermark: o.high_watermark,
             log_end: o.log_end,
             size_bytes: self.log.size_bytes(),

@@ -21,6 +21,9 @@ use crate::shard::{Shard, ShardConfig};
 /// channel makes the sender wait (backpressure), it never grows memory.
 pub const MESH_CHANNEL_CAPACITY: usize = 1024;
 
+/// How often each shard looks for sealed segments to archive.
+const ARCHIVE_CHECK_MS: u64 = 500;
+
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     pub shard_count: usize,
@@ -208,6 +211,19 @@ fn spawn_housekeeping(shard: Rc<Shard>) {
         }
     })
     .detach();
+    if shard.config.tiered.is_some() {
+        let s = shard.clone();
+        glommio::spawn_local(async move {
+            while !s.shutdown_requested() {
+                glommio::timer::sleep(Duration::from_millis(ARCHIVE_CHECK_MS)).await;
+                if s.archive_pending().await > 0 {
+                    // Local copies of what was just archived may go now.
+                    s.apply_retention().await;
+                }
+            }
+        })
+        .detach();
+    }
     if let sprawl_storage::FsyncPolicy::IntervalMs(ms) = shard.config.log.fsync {
         glommio::spawn_local(async move {
             while !shard.shutdown_requested() {

@@ -45,6 +45,18 @@ pub struct ShardConfig {
     /// requests get a retryable error instead of filling the disk (the
     /// alarm also shows in /health and /metrics).
     pub disk_free_bytes_min: u64,
+    /// Tiered storage, when an archive is configured.
+    pub tiered: Option<TieredConfig>,
+}
+
+/// Tiered storage settings shared by every shard.
+#[derive(Debug, Clone)]
+pub struct TieredConfig {
+    pub archive: sprawl_tiered::ArchiveHandle,
+    /// Local copies of archived segments go beyond these limits.
+    pub local_retention: sprawl_storage::tiering::TierRetention,
+    /// Per-shard cache of archived chunks.
+    pub cache_bytes: u64,
 }
 
 pub fn now_ms() -> i64 {
@@ -71,6 +83,8 @@ pub struct Shard {
     ready: RefCell<Option<mpsc::Sender<Result<usize, String>>>>,
     /// Free bytes on the data dir's file system, as last measured.
     disk_free_bytes: Cell<u64>,
+    /// Archived chunks read back, shared by this shard's partitions.
+    pub chunk_cache: Option<Rc<crate::cold::ChunkCache>>,
 }
 
 impl Shard {
@@ -89,7 +103,6 @@ impl Shard {
         Rc::new(Self {
             id,
             count,
-            config,
             catalog: RefCell::new(catalog),
             catalog_published,
             partitions: RefCell::default(),
@@ -102,6 +115,11 @@ impl Shard {
             shutdown,
             ready: RefCell::new(Some(ready)),
             disk_free_bytes: Cell::new(u64::MAX),
+            chunk_cache: config
+                .tiered
+                .as_ref()
+                .map(|t| crate::cold::ChunkCache::new(t.cache_bytes)),
+            config,
         })
     }
 
@@ -254,7 +272,7 @@ impl Shard {
                 loop {
                     // Register before reading so an append in between is not missed.
                     let ready = p.data_ready.notified();
-                    let fetched = p.log.read(offset, bytes_max).await?;
+                    let fetched = p.read(offset, bytes_max).await?;
                     let now = Instant::now();
                     if !fetched.batches.is_empty() || now >= deadline || self.shutdown_requested() {
                         let mut m = self.metrics.borrow_mut();
@@ -288,7 +306,7 @@ impl Shard {
             } => {
                 let p = self.partition(&topic, partition)?;
                 Ok(ShardReply::Offset(
-                    p.log.find_offset_by_timestamp(timestamp_ms).await?,
+                    p.find_offset_by_timestamp(timestamp_ms).await?,
                 ))
             }
             ShardRequest::CommitOffset {
@@ -416,17 +434,31 @@ impl Shard {
             *self.catalog_published.lock().expect("catalog lock") = catalog;
         }
         for ((topic, partition), cfg) in to_open {
+            // With tiered storage the log keeps everything until it is
+            // archived; the cold tier applies retention across tiers.
+            let tiered = self.config.tiered.is_some();
             let log_config = LogConfig {
-                retention_bytes: cfg.retention_bytes,
-                retention_ms: cfg.retention_ms,
+                retention_bytes: cfg.retention_bytes.filter(|_| !tiered),
+                retention_ms: cfg.retention_ms.filter(|_| !tiered),
                 ..self.config.log.clone()
             };
+            let cold = self.config.tiered.as_ref().map(|t| {
+                crate::cold::ColdTier::new(
+                    t.archive.clone(),
+                    self.chunk_cache
+                        .clone()
+                        .expect("tiered shards have a cache"),
+                    &topic,
+                    partition,
+                )
+            });
             let p = Partition::open(
                 &self.config.data_dir,
                 &topic,
                 partition,
                 log_config,
                 self.pool.clone(),
+                cold,
             )
             .await?;
             tracing::debug!(shard = self.id, %topic, partition, offsets = ?p.offsets(), "opened partition");
@@ -481,7 +513,9 @@ impl Shard {
                 topic: p.topic.clone(),
                 partition: p.partition,
                 offsets: p.offsets(),
+                local_log_start: p.log.offsets().log_start,
                 segments: p.log.segment_count(),
+                cold: p.cold.as_ref().map(|c| c.snapshot(&p.log)),
             })
             .collect();
         partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
@@ -508,10 +542,33 @@ impl Shard {
         *self.snapshot.lock().expect("snapshot lock") = snapshot;
     }
 
-    /// Runs retention over owned partitions.
+    /// Runs retention over owned partitions: across tiers when tiered
+    /// storage is on (local copies only of archived segments), else on the
+    /// local log alone.
     pub async fn apply_retention(&self) {
         for p in self.owned_partitions() {
-            match p.log.apply_retention(now_ms()).await {
+            let result = match (&p.cold, &self.config.tiered) {
+                (Some(cold), Some(t)) => {
+                    let total = self
+                        .catalog()
+                        .get(&p.topic)
+                        .map_or_else(Default::default, |c| {
+                            sprawl_storage::tiering::TierRetention {
+                                bytes: c.retention_bytes,
+                                ms: c.retention_ms,
+                            }
+                        });
+                    cold.apply_retention(&p.log, now_ms(), t.local_retention, total)
+                        .await
+                        .map(|plan| plan.delete_local.len() + plan.delete_everywhere.len())
+                }
+                _ => p
+                    .log
+                    .apply_retention(now_ms())
+                    .await
+                    .map_err(ShardError::from),
+            };
+            match result {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(topic = %p.topic, partition = p.partition, segments = n, "retention")
@@ -521,6 +578,29 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Archives every sealed segment not yet archived, oldest first, one
+    /// upload at a time. Returns how many were archived.
+    pub async fn archive_pending(&self) -> usize {
+        let mut archived = 0;
+        for p in self.owned_partitions() {
+            let Some(cold) = &p.cold else { continue };
+            loop {
+                match cold.archive_next(&p.log).await {
+                    Ok(true) => archived += 1,
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(topic = %p.topic, partition = p.partition, error = %e, "archiving failed; will retry");
+                        break;
+                    }
+                }
+                if self.shutdown_requested() {
+                    return archived;
+                }
+            }
+        }
+        archived
     }
 
     /// Flushes and fdatasyncs every owned partition (shutdown).

@@ -26,6 +26,7 @@ fn config(dir: &std::path::Path) -> RuntimeConfig {
             fetch_wait_ms_max: 1000,
             retention_check_ms: 60_000,
             disk_free_bytes_min: 0,
+            tiered: None,
         },
     }
 }

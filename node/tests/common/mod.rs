@@ -43,6 +43,18 @@ impl NodeProcess {
         admin_port: u16,
         extra: &[&str],
     ) -> Self {
+        Self::start_env(data_dir, shards, quic_port, admin_port, extra, &[])
+    }
+
+    /// [`Self::start_on`] with extra environment variables.
+    pub fn start_env(
+        data_dir: &Path,
+        shards: usize,
+        quic_port: u16,
+        admin_port: u16,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let quic: SocketAddr = format!("127.0.0.1:{quic_port}").parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sprawl"))
@@ -51,6 +63,7 @@ impl NodeProcess {
             .args(["--listen", &quic.to_string(), "--admin", &admin.to_string()])
             .args(["--shards", &shards.to_string(), "--no-pin", "--log", "warn"])
             .args(extra)
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
