@@ -20,14 +20,17 @@
 //!
 //! Module map: `layout` (keys, sans-IO), `manifest` (sans-IO), `retry`
 //! (backoff, sans-IO), `config`, `stats`, `handle` (the shards' side),
-//! `worker` (the archive thread).
+//! `worker` (the archive thread and its operations), `s3_error` (retry or
+//! give up), `local_file` (segment files as upload bodies).
 
 mod config;
 mod error;
 mod handle;
 mod layout;
+mod local_file;
 mod manifest;
 mod retry;
+mod s3_error;
 mod stats;
 mod worker;
 

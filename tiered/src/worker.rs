@@ -6,18 +6,17 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::channel::mpsc;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use minio::s3::builders::{ObjectContent, Size};
 use minio::s3::creds::StaticProvider;
-use minio::s3::error::{Error as S3Error, NetworkError, S3ServerError, ValidationErr};
+use minio::s3::error::{Error as S3Error, S3ServerError, ValidationErr};
 use minio::s3::http::BaseUrl;
 use minio::s3::minio_error_response::MinioErrorCode;
 use minio::s3::types::{Region, S3Api, ToStream};
@@ -28,25 +27,11 @@ use crate::config::ArchiveConfig;
 use crate::error::{error_chain, ArchiveError, Result};
 use crate::handle::{ArchivedSegment, PartitionRef, Request};
 use crate::layout::{ObjectLayout, SegmentFileKind, SegmentFiles};
+use crate::local_file::{file_stream, FileRead};
 use crate::manifest::{Manifest, ManifestSegment};
 use crate::retry::{splitmix64, Backoff};
+use crate::s3_error::{classify, Failure};
 use crate::stats::{Op, Shared};
-
-/// Local segment files are read (and rate-limited) in chunks of this size.
-const FILE_CHUNK_BYTES: usize = 1 << 20;
-
-/// S3 error codes that mean "try again", lower-cased as the minio crate
-/// reports unknown codes.
-const RETRYABLE_CODES: &[&str] = &[
-    "internalerror",
-    "serviceunavailable",
-    "slowdown",
-    "requesttimeout",
-    "requesttimeexceeded",
-    "operationaborted",
-    "throttling",
-    "xminioservernotinitialized",
-];
 
 pub(crate) fn run(
     config: ArchiveConfig,
@@ -92,29 +77,12 @@ pub(crate) fn run(
     });
 }
 
-/// Why one attempt failed.
-enum Failure {
-    /// Transient: try again after a backoff.
-    Retry(String),
-    /// Final: no retry can fix it.
-    Fatal(ArchiveError),
-}
-
 struct Worker {
     client: MinioClient,
     config: ArchiveConfig,
     layout: ObjectLayout,
     shared: Arc<Shared>,
     seed: Cell<u64>,
-}
-
-/// Progress of one pass over a local file, shared with the stream the S3
-/// client pulls from.
-#[derive(Default)]
-struct FileRead {
-    crc32c: u32,
-    bytes: u64,
-    error: Option<std::io::Error>,
 }
 
 impl Worker {
@@ -394,8 +362,13 @@ impl Worker {
 
     /// One PUT attempt. Multipart above `multipart_part_bytes` (the minio
     /// builder splits, uploads parts, completes or aborts). The body's
-    /// CRC32C goes as an aws-chunked trailer, which the server checks on
-    /// receipt, and spares the client a SHA-256 of every body.
+    /// CRC32C goes as an aws-chunked trailer instead of a SHA-256-signed
+    /// body: no SHA-256 pass over every segment on the client (which minio
+    /// would run on async-std's blocking pool), and a server that checks
+    /// trailers rejects a body damaged in transit. SeaweedFS stores it (HEAD
+    /// with `x-amz-checksum-mode: ENABLED` returns it for single-part
+    /// objects), but verification does not rely on it: a multipart object
+    /// only has a checksum of part checksums.
     async fn put_content(
         &self,
         key: &str,
@@ -744,103 +717,6 @@ impl Worker {
     }
 
     fn classify(&self, e: S3Error, request: &'static str, object: &str) -> Failure {
-        let retryable_status = |s: u16| s >= 500 || s == 408 || s == 429;
-        let message = match &e {
-            // Its Display is a multi-line dump; the code and message say it all.
-            S3Error::S3Server(S3ServerError::S3Error(r)) => format!(
-                "S3 error {}: {}",
-                r.code(),
-                r.message().as_deref().unwrap_or("(no message)")
-            ),
-            _ => error_chain(&e),
-        };
-        let retry = match &e {
-            S3Error::Network(NetworkError::ServerError(status)) => retryable_status(*status),
-            // Connection refused/reset, timeouts, a body that broke off.
-            S3Error::Network(NetworkError::ReqwestError(r))
-            | S3Error::Validation(ValidationErr::HttpError(r)) => !r.is_builder(),
-            S3Error::DriveIo(_) | S3Error::Validation(ValidationErr::IOError(_)) => true,
-            S3Error::S3Server(S3ServerError::S3Error(r)) => match r.code() {
-                MinioErrorCode::NoSuchKey => {
-                    return Failure::Fatal(ArchiveError::NotFound {
-                        object: object.to_owned(),
-                    })
-                }
-                MinioErrorCode::OtherError(code) => RETRYABLE_CODES.contains(&code.as_str()),
-                _ => false,
-            },
-            S3Error::S3Server(S3ServerError::HttpError(status, _))
-            | S3Error::S3Server(S3ServerError::InvalidServerResponse {
-                http_status_code: status,
-                ..
-            }) => retryable_status(*status),
-            S3Error::Validation(_) => false,
-        };
-        if retry {
-            Failure::Retry(message)
-        } else {
-            Failure::Fatal(ArchiveError::Refused {
-                endpoint: self.config.endpoint.clone(),
-                request,
-                object: object.to_owned(),
-                message,
-            })
-        }
+        classify(&self.config.endpoint, e, request, object)
     }
-}
-
-/// A local file as a stream of 1 MiB chunks for the S3 client, CRC32C'd
-/// as it goes, optionally rate-limited. Reads block the archive thread:
-/// that is where file reads belong.
-fn file_stream(
-    file: std::fs::File,
-    read: Arc<Mutex<FileRead>>,
-    shared: Arc<Shared>,
-    bytes_per_s_max: Option<u64>,
-) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    let started = tokio::time::Instant::now();
-    futures::stream::unfold(Some(file), move |file| {
-        let (read, shared) = (read.clone(), shared.clone());
-        async move {
-            let mut file = file?;
-            let mut buf = BytesMut::zeroed(FILE_CHUNK_BYTES);
-            let n = match read_full(&mut file, &mut buf) {
-                Ok(0) => return None,
-                Ok(n) => n,
-                Err(e) => {
-                    let kind = e.kind();
-                    let message = e.to_string();
-                    read.lock().unwrap_or_else(|e| e.into_inner()).error = Some(e);
-                    return Some((Err(std::io::Error::new(kind, message)), None));
-                }
-            };
-            buf.truncate(n);
-            let total = {
-                let mut r = read.lock().unwrap_or_else(|e| e.into_inner());
-                r.crc32c = crc32c::crc32c_append(r.crc32c, &buf);
-                r.bytes += n as u64;
-                r.bytes
-            };
-            shared.update(|c| c.bytes_up += n as u64);
-            if let Some(rate) = bytes_per_s_max {
-                let due = Duration::from_secs_f64(total as f64 / rate as f64);
-                tokio::time::sleep_until(started + due).await;
-            }
-            Some((Ok(buf.freeze()), Some(file)))
-        }
-    })
-}
-
-/// Fills `buf` unless the file ends first; returns the bytes read.
-fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }

@@ -177,6 +177,23 @@ impl Weed {
         }
     }
 
+    /// SIGTERM and wait: an orderly outage. (After SIGKILL weed may lose
+    /// objects it had acknowledged; a test of the broker's own behaviour
+    /// during an outage should not depend on the store's crash safety.)
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            self.remove_stale_sockets();
+        }
+    }
+
     /// weed puts its components' unix sockets at
     /// `/tmp/seaweedfs-<component>-<port>.sock` whatever TMPDIR says, and
     /// only removes them on a clean exit.
