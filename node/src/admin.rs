@@ -118,7 +118,16 @@ fn health(state: &AdminState) -> String {
 }
 
 fn metrics(state: &AdminState) -> String {
-    crate::prometheus::render(&snapshots(state), state.started.elapsed().as_secs_f64())
+    let snaps = snapshots(state);
+    let s3 = state
+        .archive
+        .as_ref()
+        .map(sprawl_tiered::ArchiveHandle::stats);
+    let mut text = crate::prometheus::render(&snaps, state.started.elapsed().as_secs_f64());
+    if state.archive.is_some() {
+        text.push_str(&crate::prometheus::render_tiers(&snaps, s3.as_ref()));
+    }
+    text
 }
 
 fn topics(state: &AdminState) -> String {

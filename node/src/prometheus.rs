@@ -6,6 +6,8 @@ use sprawl_shards::{PartitionSnapshot, ShardSnapshot};
 
 /// `(metric name, help, value of one shard)`.
 type ShardMetric = (&'static str, &'static str, fn(&ShardSnapshot) -> u64);
+/// `(metric name, help, value of one partition's cold tier)`.
+type TierMetric = (&'static str, &'static str, fn(&sprawl_shards::cold::ColdSnapshot) -> u64);
 /// `(metric name, help, value of one partition)`.
 type PartitionMetric = (&'static str, &'static str, fn(&PartitionSnapshot) -> u64);
 
@@ -161,6 +163,138 @@ pub fn render(snapshots: &[ShardSnapshot], uptime_s: f64) -> String {
                 );
             }
         }
+    }
+    out
+}
+
+/// Tiered storage: per partition what is archived and what waits for
+/// upload; for the node, the S3 client's requests, errors, bytes and
+/// latency summaries.
+pub fn render_tiers(
+    snapshots: &[ShardSnapshot],
+    s3: Option<&sprawl_tiered::ArchiveStats>,
+) -> String {
+    let mut out = String::new();
+    let gauges: [TierMetric; 5] = [
+        (
+            "sprawl_tier_archived_bytes",
+            "Log bytes in the archive.",
+            |c| c.archived_bytes,
+        ),
+        (
+            "sprawl_tier_archived_segments",
+            "Segments in the archive.",
+            |c| c.archived_segments as u64,
+        ),
+        (
+            "sprawl_tier_upload_lag_segments",
+            "Sealed segments waiting for upload.",
+            |c| c.upload_lag_segments as u64,
+        ),
+        (
+            "sprawl_tier_upload_lag_bytes",
+            "Bytes of sealed segments waiting for upload.",
+            |c| c.upload_lag_bytes,
+        ),
+        (
+            "sprawl_tier_upload_failures_total",
+            "Failed segment uploads (retried).",
+            |c| c.upload_failures,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for s in snapshots {
+            for p in &s.partitions {
+                if let Some(c) = &p.cold {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
+                        p.topic,
+                        p.partition,
+                        get(c)
+                    );
+                }
+            }
+        }
+    }
+    let local = "sprawl_tier_local_bytes";
+    let _ = writeln!(
+        out,
+        "# HELP {local} Log bytes on local disk.\n# TYPE {local} gauge"
+    );
+    for s in snapshots {
+        for p in &s.partitions {
+            let _ = writeln!(
+                out,
+                "{local}{{topic=\"{}\",partition=\"{}\"}} {}",
+                p.topic, p.partition, p.offsets.size_bytes
+            );
+        }
+    }
+    let Some(s3) = s3 else { return out };
+    let _ = writeln!(out, "# HELP sprawl_s3_requests_total S3 operations by kind.\n# TYPE sprawl_s3_requests_total counter");
+    for op in sprawl_tiered::Op::ALL {
+        let _ = writeln!(
+            out,
+            "sprawl_s3_requests_total{{op=\"{}\"}} {}",
+            op.name(),
+            s3.op(op).requests
+        );
+    }
+    let _ = writeln!(out, "# HELP sprawl_s3_errors_total Failed S3 operations by kind.\n# TYPE sprawl_s3_errors_total counter");
+    for op in sprawl_tiered::Op::ALL {
+        let _ = writeln!(
+            out,
+            "sprawl_s3_errors_total{{op=\"{}\"}} {}",
+            op.name(),
+            s3.op(op).errors
+        );
+    }
+    for (name, help, v) in [
+        (
+            "sprawl_s3_retries_total",
+            "S3 attempts retried after a retryable error.",
+            s3.s3_retries,
+        ),
+        ("sprawl_s3_bytes_up_total", "Bytes sent to S3.", s3.bytes_up),
+        (
+            "sprawl_s3_bytes_down_total",
+            "Bytes read from S3.",
+            s3.bytes_down,
+        ),
+        (
+            "sprawl_s3_queue_depth",
+            "Requests waiting for the archive thread.",
+            s3.queue_depth as u64,
+        ),
+    ] {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    }
+    for (name, h) in [
+        ("sprawl_s3_upload_latency_seconds", &s3.upload_latency_us),
+        ("sprawl_s3_get_latency_seconds", &s3.get_latency_us),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} Latency of successful S3 operations.\n# TYPE {name} summary"
+        );
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            let _ = writeln!(
+                out,
+                "{name}{{quantile=\"{q}\"}} {:.6}",
+                h.value_at_quantile(q) as f64 / 1e6
+            );
+        }
+        let _ = writeln!(out, "{name}_count {}", h.len());
     }
     out
 }

@@ -196,6 +196,15 @@ fn archived_data_stays_readable_through_outages_and_an_empty_data_dir() {
         partition0(v)["upload_lag"]["segments"].as_u64() == Some(0)
     });
     rt.block_on(async { read_all(&connect(&node).await, 0, N + 1500).await });
+    let (_, metrics) = node.admin_get("/metrics");
+    for name in [
+        "sprawl_tier_archived_bytes{",
+        "sprawl_tier_upload_lag_segments{",
+        "sprawl_s3_requests_total{op=\"upload_segment\"}",
+        "sprawl_s3_get_latency_seconds{",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}");
+    }
     drop(node);
 
     // A new node with an empty data dir recovers the topic from the archive.
