@@ -26,13 +26,27 @@ pub struct PartitionInfo {
     pub error: Option<RemoteError>,
     pub leader_node_id: Option<u32>,
     pub leader_epoch: u32,
-    /// Oldest retained record.
+    /// Oldest retained record, in any storage tier.
     pub log_start_offset: u64,
     /// First offset consumers may not read yet.
     pub high_watermark: u64,
     /// Offset the next appended record will get.
     pub log_end_offset: u64,
+    /// Bytes on the node's local disk.
     pub size_bytes: u64,
+    /// The local log holds `local_log_start_offset..log_end_offset`.
+    pub local_log_start_offset: u64,
+    /// Bytes of the local log (= `size_bytes`).
+    pub local_bytes: u64,
+    /// The archive (tiered storage) holds
+    /// `archive_start_offset..archive_end_offset`; both `None` when it holds
+    /// nothing, the node has no archive, or the node predates these fields.
+    /// The ranges may overlap: archived segments stay local until local
+    /// retention removes them.
+    pub archive_start_offset: Option<u64>,
+    pub archive_end_offset: Option<u64>,
+    /// Bytes of the archived segments.
+    pub archive_bytes: u64,
 }
 
 /// The cluster as the node knows it.
@@ -112,6 +126,11 @@ impl From<&sprawl_wire::PartitionInfo<'_>> for PartitionInfo {
             high_watermark: p.high_watermark,
             log_end_offset: p.log_end_offset,
             size_bytes: p.size_bytes,
+            local_log_start_offset: p.local_log_start_offset,
+            local_bytes: p.local_bytes,
+            archive_start_offset: p.archive_start_offset,
+            archive_end_offset: p.archive_end_offset,
+            archive_bytes: p.archive_bytes,
         }
     }
 }

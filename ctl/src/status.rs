@@ -197,6 +197,11 @@ mod tests {
             high_watermark: hw,
             log_end_offset: hw,
             size_bytes: bytes,
+            local_log_start_offset: start,
+            local_bytes: bytes,
+            archive_start_offset: None,
+            archive_end_offset: None,
+            archive_bytes: 0,
         };
         let topic = TopicInfo {
             name: "t".into(),

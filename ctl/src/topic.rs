@@ -136,6 +136,10 @@ fn partition_table(partitions: &[PartitionInfo]) -> String {
         ("HIGH_WATERMARK", Align::Right),
         ("LOG_END", Align::Right),
         ("BYTES", Align::Right),
+        ("LOCAL_START", Align::Right),
+        ("LOCAL_BYTES", Align::Right),
+        ("ARCHIVE", Align::Right),
+        ("ARCHIVE_BYTES", Align::Right),
     ];
     if with_errors {
         columns.push(("ERROR", Align::Left));
@@ -149,6 +153,10 @@ fn partition_table(partitions: &[PartitionInfo]) -> String {
             p.high_watermark.to_string(),
             p.log_end_offset.to_string(),
             p.size_bytes.to_string(),
+            p.local_log_start_offset.to_string(),
+            p.local_bytes.to_string(),
+            archive_range(p),
+            p.archive_bytes.to_string(),
         ];
         if with_errors {
             row.push(p.error.as_ref().map_or(String::new(), |e| e.to_string()));
@@ -156,6 +164,14 @@ fn partition_table(partitions: &[PartitionInfo]) -> String {
         table.row(row);
     }
     table.render()
+}
+
+/// `start..end` of what the archive holds, `-` when it holds nothing.
+fn archive_range(p: &PartitionInfo) -> String {
+    match (p.archive_start_offset, p.archive_end_offset) {
+        (Some(start), Some(end)) => format!("{start}..{end}"),
+        _ => "-".to_owned(),
+    }
 }
 
 pub fn topic_json(topic: &TopicInfo) -> Value {
@@ -182,6 +198,11 @@ fn partition_json(p: &PartitionInfo) -> Value {
         "high_watermark": p.high_watermark,
         "log_end_offset": p.log_end_offset,
         "size_bytes": p.size_bytes,
+        "local_log_start_offset": p.local_log_start_offset,
+        "local_bytes": p.local_bytes,
+        "archive_start_offset": p.archive_start_offset,
+        "archive_end_offset": p.archive_end_offset,
+        "archive_bytes": p.archive_bytes,
     })
 }
 
@@ -203,17 +224,35 @@ mod tests {
             high_watermark: hw,
             log_end_offset: hw,
             size_bytes: hw * 100,
+            local_log_start_offset: 0,
+            local_bytes: hw * 100,
+            archive_start_offset: None,
+            archive_end_offset: None,
+            archive_bytes: 0,
+        }
+    }
+
+    /// Offsets `0..8` archived, `6..hw` local.
+    fn tiered(partition_index: u32, hw: u64) -> PartitionInfo {
+        PartitionInfo {
+            local_log_start_offset: 6,
+            local_bytes: (hw - 6) * 100,
+            size_bytes: (hw - 6) * 100,
+            archive_start_offset: Some(0),
+            archive_end_offset: Some(8),
+            archive_bytes: 800,
+            ..partition(partition_index, hw)
         }
     }
 
     #[test]
-    fn partitions_table_has_the_offsets() {
-        let text = partition_table(&[partition(0, 5), partition(1, 12)]);
+    fn partitions_table_has_the_offsets_per_tier() {
+        let text = partition_table(&[partition(0, 5), tiered(1, 12)]);
         assert_eq!(
             text,
-            "PARTITION  LEADER  LOG_START  HIGH_WATERMARK  LOG_END  BYTES\n\
-             \x20       0       1          0               5        5    500\n\
-             \x20       1       1          0              12       12   1200\n"
+            "PARTITION  LEADER  LOG_START  HIGH_WATERMARK  LOG_END  BYTES  LOCAL_START  LOCAL_BYTES  ARCHIVE  ARCHIVE_BYTES\n\
+             \x20       0       1          0               5        5    500            0          500        -              0\n\
+             \x20       1       1          0              12       12    600            6          600     0..8            800\n"
         );
     }
 
@@ -225,10 +264,17 @@ mod tests {
             replication_factor: 1,
             retention_bytes: -1,
             retention_ms: 3_600_000,
-            partitions: vec![partition(0, 5), partition(1, 12)],
+            partitions: vec![partition(0, 5), tiered(1, 12)],
         };
         let v = topic_json(&topic);
         assert_eq!(v["partitions"][1]["high_watermark"], 12);
+        assert_eq!(v["partitions"][1]["local_log_start_offset"], 6);
+        assert_eq!(v["partitions"][1]["local_bytes"], 600);
+        assert_eq!(v["partitions"][1]["archive_start_offset"], 0);
+        assert_eq!(v["partitions"][1]["archive_end_offset"], 8);
+        assert_eq!(v["partitions"][1]["archive_bytes"], 800);
+        assert!(v["partitions"][0]["archive_start_offset"].is_null());
+        assert!(v["partitions"][0]["archive_end_offset"].is_null());
         assert_eq!(v["retention_bytes"], -1);
         assert!(v["partitions"][0]["error"].is_null());
         assert_eq!(

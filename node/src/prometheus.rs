@@ -7,7 +7,11 @@ use sprawl_shards::{PartitionSnapshot, ShardSnapshot};
 /// `(metric name, help, value of one shard)`.
 type ShardMetric = (&'static str, &'static str, fn(&ShardSnapshot) -> u64);
 /// `(metric name, help, value of one partition's cold tier)`.
-type TierMetric = (&'static str, &'static str, fn(&sprawl_shards::cold::ColdSnapshot) -> u64);
+type TierMetric = (
+    &'static str,
+    &'static str,
+    fn(&sprawl_shards::cold::ColdSnapshot) -> u64,
+);
 /// `(metric name, help, value of one partition)`.
 type PartitionMetric = (&'static str, &'static str, fn(&PartitionSnapshot) -> u64);
 
@@ -319,6 +323,7 @@ mod tests {
                     high_watermark: 42,
                     log_end: 42,
                     size_bytes: 4096,
+                    ..Default::default()
                 },
                 local_log_start: 0,
                 segments: 1,

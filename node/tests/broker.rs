@@ -142,6 +142,20 @@ fn hundred_thousand_messages_survive_sigterm_and_kill_9() {
         let before = p0.len() as u64;
         // Partition 0 then holds the keyed messages and 1000 more.
         let info = client.describe_topic(TOPIC).await.unwrap();
+        // Without an archive the local tier is the whole log.
+        for p in &info.partitions {
+            assert_eq!(p.local_log_start_offset, p.log_start_offset, "{p:?}");
+            assert_eq!(p.local_bytes, p.size_bytes, "{p:?}");
+            assert_eq!(
+                (
+                    p.archive_start_offset,
+                    p.archive_end_offset,
+                    p.archive_bytes
+                ),
+                (None, None, 0),
+                "{p:?}"
+            );
+        }
         let hw0 = info
             .partitions
             .iter()

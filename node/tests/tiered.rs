@@ -159,6 +159,22 @@ fn archived_data_stays_readable_through_outages_and_an_empty_data_dir() {
                 .unwrap(),
             0
         );
+        // DescribeTopic shows both tiers (they may overlap, never gap).
+        let info = client.describe_topic(TOPIC).await.unwrap();
+        let p0 = &info.partitions[0];
+        assert_eq!(p0.log_start_offset, 0, "{p0:?}");
+        assert_eq!(p0.archive_start_offset, Some(0), "{p0:?}");
+        assert!(p0.local_log_start_offset >= local_start, "{p0:?}");
+        assert!(
+            p0.archive_end_offset
+                .is_some_and(|end| end >= p0.local_log_start_offset),
+            "{p0:?}"
+        );
+        assert!(p0.archive_bytes > 0, "{p0:?}");
+        assert!(
+            p0.local_bytes > 0 && p0.local_bytes == p0.size_bytes,
+            "{p0:?}"
+        );
         read_all(&client, 0, N).await;
         // Find-by-timestamp lands in the archive.
         let found = client
@@ -218,6 +234,9 @@ fn archived_data_stays_readable_through_outages_and_an_empty_data_dir() {
         // Everything archived reads back; new records continue after it.
         let archived_end = p0.log_end_offset;
         assert!(archived_end > 0);
+        assert_eq!(p0.archive_start_offset, Some(0), "{p0:?}");
+        assert_eq!(p0.archive_end_offset, Some(archived_end), "{p0:?}");
+        assert_eq!(p0.local_log_start_offset, archived_end, "{p0:?}");
         read_all(&client, 0, archived_end).await;
         let ack = Producer::new(&client, ProducerConfig::default())
             .unwrap()

@@ -178,6 +178,21 @@ impl ColdTier {
             .map(|s| m.log_start_offset.max(s.base_offset))
     }
 
+    /// Offset after the archive's last record, when it holds any.
+    pub fn archive_end(&self) -> Option<u64> {
+        let m = self.manifest.borrow();
+        let m = m.as_ref()?;
+        m.segments.last().map(|s| s.next_offset)
+    }
+
+    /// Bytes of the archived segments' logs.
+    pub fn archived_bytes(&self) -> u64 {
+        self.manifest
+            .borrow()
+            .as_ref()
+            .map_or(0, |m| m.segments.iter().map(|s| s.log_bytes).sum())
+    }
+
     /// Brings the tier state in line with the log's sealed segments and the manifest.
     fn sync(&self, log: &PartitionLog) {
         let manifest = self.manifest();
@@ -643,9 +658,9 @@ impl ColdTier {
             .collect();
         ColdSnapshot {
             archive_start: self.archive_start(),
-            archive_end: (!m.segments.is_empty()).then(|| m.next_offset()),
+            archive_end: self.archive_end(),
             archived_segments: m.segments.len(),
-            archived_bytes: m.segments.iter().map(|s| s.log_bytes).sum(),
+            archived_bytes: self.archived_bytes(),
             upload_lag_segments: waiting.len(),
             upload_lag_bytes: waiting.iter().sum(),
             uploads: self.uploads.get(),

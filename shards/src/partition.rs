@@ -168,11 +168,16 @@ impl Partition {
 
     pub fn offsets(&self) -> PartitionOffsets {
         let o = self.log.offsets();
+        let cold = self.cold.as_ref();
         PartitionOffsets {
             log_start: self.log_start(),
             high_watermark: o.high_watermark,
             log_end: o.log_end,
             size_bytes: self.log.size_bytes(),
+            local_log_start: o.log_start,
+            archive_start: cold.and_then(ColdTier::archive_start),
+            archive_end: cold.and_then(ColdTier::archive_end),
+            archive_bytes: cold.map_or(0, ColdTier::archived_bytes),
         }
     }
 

@@ -58,13 +58,23 @@ pub enum ShardRequest {
     ApplyCatalog(TopicCatalog),
 }
 
-/// Offsets and size of one partition.
+/// Offsets and size of one partition, overall and per storage tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PartitionOffsets {
+    /// First offset of any tier.
     pub log_start: u64,
     pub high_watermark: u64,
     pub log_end: u64,
+    /// Bytes of the local log.
     pub size_bytes: u64,
+    /// The local log holds `local_log_start..log_end`.
+    pub local_log_start: u64,
+    /// The archive holds `archive_start..archive_end`; both `None` when it
+    /// holds nothing or tiered storage is off.
+    pub archive_start: Option<u64>,
+    pub archive_end: Option<u64>,
+    /// Bytes of the archived segments.
+    pub archive_bytes: u64,
 }
 
 #[derive(Debug)]

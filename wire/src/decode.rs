@@ -543,6 +543,11 @@ fn partition_info(p: fb::PartitionInfo<'_>) -> PartitionInfo<'_> {
         high_watermark: p.high_watermark(),
         log_end_offset: p.log_end_offset(),
         size_bytes: p.size_bytes(),
+        local_log_start_offset: p.local_log_start_offset(),
+        local_bytes: p.local_bytes(),
+        archive_start_offset: p.archive_start_offset(),
+        archive_end_offset: p.archive_end_offset(),
+        archive_bytes: p.archive_bytes(),
     }
 }
 

@@ -455,6 +455,11 @@ impl PartitionInfo<'_> {
                 high_watermark: self.high_watermark,
                 log_end_offset: self.log_end_offset,
                 size_bytes: self.size_bytes,
+                local_log_start_offset: self.local_log_start_offset,
+                local_bytes: self.local_bytes,
+                archive_start_offset: self.archive_start_offset,
+                archive_end_offset: self.archive_end_offset,
+                archive_bytes: self.archive_bytes,
             },
         )
     }

@@ -143,10 +143,20 @@ pub struct PartitionInfo<'a> {
     pub error: Option<ErrorInfo<'a>>,
     pub leader_node_id: Option<u32>,
     pub leader_epoch: u32,
+    /// First offset of any tier (the archive's start when it is older).
     pub log_start_offset: u64,
     pub high_watermark: u64,
     pub log_end_offset: u64,
+    /// Bytes on the node's local disk.
     pub size_bytes: u64,
+    /// The local log holds `local_log_start_offset..log_end_offset`.
+    pub local_log_start_offset: u64,
+    pub local_bytes: u64,
+    /// The archive holds `archive_start_offset..archive_end_offset`; both
+    /// `None` when it is empty or tiered storage is off (or the node is older).
+    pub archive_start_offset: Option<u64>,
+    pub archive_end_offset: Option<u64>,
+    pub archive_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -4,7 +4,9 @@
 //!
 //! After an intended, additive change that adds a message, write the new
 //! files with `SPRAWL_WIRE_BLESS=1 cargo test -p sprawl-wire --test golden`;
-//! never rewrite an existing file.
+//! never rewrite an existing file. A field appended to a table after its
+//! files were written is absent from them: `as_committed` resets it in the
+//! expected message, which checks that it decodes as its default.
 
 mod common;
 
@@ -42,6 +44,25 @@ fn committed_frames_still_decode_to_the_same_messages() {
             )
         });
         let decoded = decode_frame(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(decoded, frame, "{}", path.display());
+        assert_eq!(decoded, as_committed(frame), "{}", path.display());
     }
+}
+
+/// `frame` without the fields appended after the golden files were written.
+fn as_committed(mut frame: Frame<'_>) -> Frame<'_> {
+    // PartitionInfo's storage-tier fields.
+    let topics = match &mut frame.body {
+        Body::CreateTopicResponse(r) => r.topic.as_mut().into_iter().collect(),
+        Body::DescribeTopicResponse(r) => r.topic.as_mut().into_iter().collect(),
+        Body::ListTopicsResponse(r) => r.topics.iter_mut().collect(),
+        _ => Vec::new(),
+    };
+    for p in topics.into_iter().flat_map(|t| t.partitions.iter_mut()) {
+        p.local_log_start_offset = 0;
+        p.local_bytes = 0;
+        p.archive_start_offset = None;
+        p.archive_end_offset = None;
+        p.archive_bytes = 0;
+    }
+    frame
 }

@@ -73,9 +73,16 @@ fn partition_info() -> impl Strategy<Value = PartitionInfo<'static>> {
         any::<u64>(),
         any::<u64>(),
         any::<u64>(),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            option::of(any::<u64>()),
+            option::of(any::<u64>()),
+            any::<u64>(),
+        ),
     )
         .prop_map(
-            |(partition, error, leader, epoch, start, hw, end, size)| PartitionInfo {
+            |(partition, error, leader, epoch, start, hw, end, size, tiers)| PartitionInfo {
                 partition,
                 error,
                 leader_node_id: leader,
@@ -84,6 +91,11 @@ fn partition_info() -> impl Strategy<Value = PartitionInfo<'static>> {
                 high_watermark: hw,
                 log_end_offset: end,
                 size_bytes: size,
+                local_log_start_offset: tiers.0,
+                local_bytes: tiers.1,
+                archive_start_offset: tiers.2,
+                archive_end_offset: tiers.3,
+                archive_bytes: tiers.4,
             },
         )
 }

@@ -81,6 +81,11 @@ fn topic_info<'a>(t: &'a DescribedTopic, node_id: u32) -> TopicInfo<'a> {
                     high_watermark: o.high_watermark,
                     log_end_offset: o.log_end,
                     size_bytes: o.size_bytes,
+                    local_log_start_offset: o.local_log_start,
+                    local_bytes: o.size_bytes,
+                    archive_start_offset: o.archive_start,
+                    archive_end_offset: o.archive_end,
+                    archive_bytes: o.archive_bytes,
                 },
                 Err(f) => PartitionInfo {
                     partition: *p,

@@ -2149,6 +2149,11 @@ impl<'a> PartitionInfo<'a> {
   pub const VT_HIGH_WATERMARK: ::flatbuffers::VOffsetT = 14;
   pub const VT_LOG_END_OFFSET: ::flatbuffers::VOffsetT = 16;
   pub const VT_SIZE_BYTES: ::flatbuffers::VOffsetT = 18;
+  pub const VT_LOCAL_LOG_START_OFFSET: ::flatbuffers::VOffsetT = 20;
+  pub const VT_LOCAL_BYTES: ::flatbuffers::VOffsetT = 22;
+  pub const VT_ARCHIVE_START_OFFSET: ::flatbuffers::VOffsetT = 24;
+  pub const VT_ARCHIVE_END_OFFSET: ::flatbuffers::VOffsetT = 26;
+  pub const VT_ARCHIVE_BYTES: ::flatbuffers::VOffsetT = 28;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2160,6 +2165,11 @@ impl<'a> PartitionInfo<'a> {
     args: &'args PartitionInfoArgs<'args>
   ) -> ::flatbuffers::WIPOffset<PartitionInfo<'bldr>> {
     let mut builder = PartitionInfoBuilder::new(_fbb);
+    builder.add_archive_bytes(args.archive_bytes);
+    if let Some(x) = args.archive_end_offset { builder.add_archive_end_offset(x); }
+    if let Some(x) = args.archive_start_offset { builder.add_archive_start_offset(x); }
+    builder.add_local_bytes(args.local_bytes);
+    builder.add_local_log_start_offset(args.local_log_start_offset);
     builder.add_size_bytes(args.size_bytes);
     builder.add_log_end_offset(args.log_end_offset);
     builder.add_high_watermark(args.high_watermark);
@@ -2200,7 +2210,8 @@ impl<'a> PartitionInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(PartitionInfo::VT_LEADER_EPOCH, Some(0)).unwrap()}
   }
-  /// Offset of the oldest retained record.
+  /// Offset of the oldest retained record, in any storage tier (the
+  /// archive's start when it holds older records than local disk).
   #[inline]
   pub fn log_start_offset(&self) -> u64 {
     // Safety:
@@ -2224,13 +2235,54 @@ impl<'a> PartitionInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(PartitionInfo::VT_LOG_END_OFFSET, Some(0)).unwrap()}
   }
-  /// Bytes the partition's log occupies.
+  /// Bytes the partition's log occupies on the node's local disk.
   #[inline]
   pub fn size_bytes(&self) -> u64 {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(PartitionInfo::VT_SIZE_BYTES, Some(0)).unwrap()}
+  }
+  /// First offset on the node's local disk.
+  #[inline]
+  pub fn local_log_start_offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PartitionInfo::VT_LOCAL_LOG_START_OFFSET, Some(0)).unwrap()}
+  }
+  /// Bytes of the local log (equals `size_bytes`).
+  #[inline]
+  pub fn local_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PartitionInfo::VT_LOCAL_BYTES, Some(0)).unwrap()}
+  }
+  /// First offset the archive holds; absent when the archive is empty or
+  /// the node runs without tiered storage.
+  #[inline]
+  pub fn archive_start_offset(&self) -> Option<u64> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PartitionInfo::VT_ARCHIVE_START_OFFSET, None)}
+  }
+  /// Offset after the archive's last record; absent like `archive_start_offset`.
+  #[inline]
+  pub fn archive_end_offset(&self) -> Option<u64> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PartitionInfo::VT_ARCHIVE_END_OFFSET, None)}
+  }
+  /// Bytes of the archived segments (0 without tiered storage).
+  #[inline]
+  pub fn archive_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PartitionInfo::VT_ARCHIVE_BYTES, Some(0)).unwrap()}
   }
 }
 
@@ -2248,6 +2300,11 @@ impl ::flatbuffers::Verifiable for PartitionInfo<'_> {
      .visit_field::<u64>("high_watermark", Self::VT_HIGH_WATERMARK, false)?
      .visit_field::<u64>("log_end_offset", Self::VT_LOG_END_OFFSET, false)?
      .visit_field::<u64>("size_bytes", Self::VT_SIZE_BYTES, false)?
+     .visit_field::<u64>("local_log_start_offset", Self::VT_LOCAL_LOG_START_OFFSET, false)?
+     .visit_field::<u64>("local_bytes", Self::VT_LOCAL_BYTES, false)?
+     .visit_field::<u64>("archive_start_offset", Self::VT_ARCHIVE_START_OFFSET, false)?
+     .visit_field::<u64>("archive_end_offset", Self::VT_ARCHIVE_END_OFFSET, false)?
+     .visit_field::<u64>("archive_bytes", Self::VT_ARCHIVE_BYTES, false)?
      .finish();
     Ok(())
   }
@@ -2261,6 +2318,11 @@ pub struct PartitionInfoArgs<'a> {
     pub high_watermark: u64,
     pub log_end_offset: u64,
     pub size_bytes: u64,
+    pub local_log_start_offset: u64,
+    pub local_bytes: u64,
+    pub archive_start_offset: Option<u64>,
+    pub archive_end_offset: Option<u64>,
+    pub archive_bytes: u64,
 }
 impl<'a> Default for PartitionInfoArgs<'a> {
   #[inline]
@@ -2274,6 +2336,11 @@ impl<'a> Default for PartitionInfoArgs<'a> {
       high_watermark: 0,
       log_end_offset: 0,
       size_bytes: 0,
+      local_log_start_offset: 0,
+      local_bytes: 0,
+      archive_start_offset: None,
+      archive_end_offset: None,
+      archive_bytes: 0,
     }
   }
 }
@@ -2316,6 +2383,26 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PartitionInfoBuilder<'a, 'b, 
     self.fbb_.push_slot::<u64>(PartitionInfo::VT_SIZE_BYTES, size_bytes, 0);
   }
   #[inline]
+  pub fn add_local_log_start_offset(&mut self, local_log_start_offset: u64) {
+    self.fbb_.push_slot::<u64>(PartitionInfo::VT_LOCAL_LOG_START_OFFSET, local_log_start_offset, 0);
+  }
+  #[inline]
+  pub fn add_local_bytes(&mut self, local_bytes: u64) {
+    self.fbb_.push_slot::<u64>(PartitionInfo::VT_LOCAL_BYTES, local_bytes, 0);
+  }
+  #[inline]
+  pub fn add_archive_start_offset(&mut self, archive_start_offset: u64) {
+    self.fbb_.push_slot_always::<u64>(PartitionInfo::VT_ARCHIVE_START_OFFSET, archive_start_offset);
+  }
+  #[inline]
+  pub fn add_archive_end_offset(&mut self, archive_end_offset: u64) {
+    self.fbb_.push_slot_always::<u64>(PartitionInfo::VT_ARCHIVE_END_OFFSET, archive_end_offset);
+  }
+  #[inline]
+  pub fn add_archive_bytes(&mut self, archive_bytes: u64) {
+    self.fbb_.push_slot::<u64>(PartitionInfo::VT_ARCHIVE_BYTES, archive_bytes, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PartitionInfoBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     PartitionInfoBuilder {
@@ -2341,6 +2428,11 @@ impl ::core::fmt::Debug for PartitionInfo<'_> {
       ds.field("high_watermark", &self.high_watermark());
       ds.field("log_end_offset", &self.log_end_offset());
       ds.field("size_bytes", &self.size_bytes());
+      ds.field("local_log_start_offset", &self.local_log_start_offset());
+      ds.field("local_bytes", &self.local_bytes());
+      ds.field("archive_start_offset", &self.archive_start_offset());
+      ds.field("archive_end_offset", &self.archive_end_offset());
+      ds.field("archive_bytes", &self.archive_bytes());
       ds.finish()
   }
 }

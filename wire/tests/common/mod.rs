@@ -25,6 +25,11 @@ fn partition_info(partition: u32) -> PartitionInfo<'static> {
         high_watermark: 200,
         log_end_offset: 210,
         size_bytes: 1 << 40,
+        local_log_start_offset: 150,
+        local_bytes: 1 << 40,
+        archive_start_offset: Some(100),
+        archive_end_offset: Some(180),
+        archive_bytes: 1 << 41,
     }
 }
 
