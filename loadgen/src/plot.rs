@@ -31,25 +31,40 @@ pub fn latency_by_percentile_svg(title: &str, series: &[Series]) -> anyhow::Resu
             .fold(10.0f64, f64::max);
         // A whole number of decades, so the last tick is labelled.
         let x_max = 10f64.powf(x_max.log10().ceil());
-        let y_max = series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.1))
-            .fold(0.001f64, f64::max)
-            * 1.1;
+        // Log y too: brokers differ by orders of magnitude, and a linear
+        // axis flattens the faster one against zero.
+        // Whole decades from the smallest to the largest value (1 µs floor);
+        // without any points, 0.01..10 ms.
+        let ys = || series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+        let (low, high) = ys().fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
+        let (low, high) = if low <= high {
+            (low.max(0.001), high.max(0.001))
+        } else {
+            (0.01, 10.0)
+        };
+        let y_min = 10f64.powf(low.log10().floor());
+        let y_max = 10f64.powf(high.log10().ceil()).max(y_min * 10.0);
         let root = SVGBackend::with_string(&mut svg, (960, 540)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 20))
             .margin(16)
+            .margin_right(48)
             .x_label_area_size(40)
             .y_label_area_size(64)
-            .build_cartesian_2d((1f64..x_max).log_scale(), 0f64..y_max)?;
+            .build_cartesian_2d((1f64..x_max).log_scale(), (y_min..y_max).log_scale())?;
         chart
             .configure_mesh()
             .x_desc("percentile")
-            .y_desc("latency (ms)")
+            .y_desc("latency (ms, log scale)")
             .x_label_formatter(&|x| percentile_label(*x))
-            .y_label_formatter(&|y| format!("{y:.2}"))
+            .y_label_formatter(&|y| {
+                if *y >= 1.0 {
+                    format!("{y:.0}")
+                } else {
+                    format!("{y}")
+                }
+            })
             .draw()?;
         let colors = [
             RGBColor(31, 119, 180),
@@ -75,7 +90,7 @@ pub fn latency_by_percentile_svg(title: &str, series: &[Series]) -> anyhow::Resu
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()?;
@@ -106,5 +121,17 @@ mod tests {
         assert!(svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("99.9%"));
         assert!(svg.contains("publish→ack"));
+        // No points at all (a consume run) still renders, and terminates.
+        let empty = latency_by_percentile_svg("empty", &[]).unwrap();
+        assert!(empty.trim_end().ends_with("</svg>"));
+        let flat = latency_by_percentile_svg(
+            "one value",
+            &[Series {
+                label: "x".into(),
+                points: vec![(1.0, 0.5), (10.0, 0.5)],
+            }],
+        )
+        .unwrap();
+        assert!(flat.trim_end().ends_with("</svg>"));
     }
 }

@@ -109,6 +109,10 @@ pub struct Results {
     pub mb_per_s: f64,
     /// From the first send to the last acknowledgement, warm-up included.
     pub active_s: f64,
+    /// CPU time (user + system) loadgen itself used during the run: on a
+    /// shared machine, what the broker did not get.
+    #[serde(default)]
+    pub loadgen_cpu_s: f64,
     /// The first failure, if any failed.
     pub first_error: Option<String>,
 }
@@ -286,8 +290,8 @@ impl Summary {
         md
     }
 
-    /// Writes `summary.json`, the `.hgrm` files, `report.md` and
-    /// `latency.svg` (the last three only for kinds with samples).
+    /// Writes `summary.json`, `report.md`, a `.hgrm` file per latency kind
+    /// and, if any kind has samples, `latency.svg`.
     pub fn write(
         &self,
         dir: &Path,
@@ -312,8 +316,11 @@ impl Summary {
                 points: percentile_curve(h, 1e6),
             })
             .collect();
-        let title = format!("{}: {} latency by percentile", self.name, self.target.kind);
-        write("latency.svg", &latency_by_percentile_svg(&title, &series)?)?;
+        // A consume run measures no latency: no plot.
+        if !series.is_empty() {
+            let title = format!("{}: {} latency by percentile", self.name, self.target.kind);
+            write("latency.svg", &latency_by_percentile_svg(&title, &series)?)?;
+        }
         Ok(())
     }
 }

@@ -226,6 +226,7 @@ pub async fn execute<B: Broker>(broker: Arc<B>, plan: Plan) -> anyhow::Result<Ou
         }
     }
 
+    let cpu_start_s = process_cpu_s();
     let clock = Clock::start();
     let measure_from_ns = plan.warmup.as_nanos() as u64;
     let run = Arc::new(Run {
@@ -381,6 +382,7 @@ pub async fn execute<B: Broker>(broker: Arc<B>, plan: Plan) -> anyhow::Result<Ou
         msgs_per_s: per_s(counted.measured_messages as f64),
         mb_per_s: per_s(counted.measured_bytes as f64) / 1e6,
         active_s: active_ns as f64 / 1e9,
+        loadgen_cpu_s: process_cpu_s() - cpu_start_s,
         first_error: produced.first_error.or(consumed.first_error),
     };
     Ok(Outcome {
@@ -393,6 +395,19 @@ pub async fn execute<B: Broker>(broker: Arc<B>, plan: Plan) -> anyhow::Result<Ou
             bytes_after,
         },
     })
+}
+
+/// CPU seconds (user + system) this process used so far.
+fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we own; RUSAGE_SELF
+    // is always valid.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// The broker's stored counts, once they stopped moving (acks=none) or at

@@ -122,22 +122,38 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
 }
 
 /// Points `(1/(1-q), value_ms)` of the latency-by-percentile curve, for
-/// plotting on a log x axis; the last point (q = 1) is put at `x_max`.
+/// plotting on a log x axis, capped at `x_max`. The last point (q = 1,
+/// infinitely far right) is put where the last of `count` samples sits,
+/// `x = count`.
 pub fn percentile_curve(h: &Histogram<u64>, x_max: f64) -> Vec<(f64, f64)> {
     if h.is_empty() {
         return Vec::new();
     }
-    h.iter_quantiles(5)
-        .map(|v| {
-            let q = v.quantile_iterated_to();
-            let x = if q < 1.0 {
-                (1.0 / (1.0 - q)).min(x_max)
-            } else {
-                x_max
-            };
-            (x, v.value_iterated_to() as f64 / 1000.0)
-        })
-        .collect()
+    curve(
+        h.iter_quantiles(5).map(|v| {
+            (
+                v.quantile_iterated_to(),
+                v.value_iterated_to() as f64 / 1000.0,
+            )
+        }),
+        h.len(),
+        x_max,
+    )
+}
+
+/// `(quantile, value)` points → plot points (see [`percentile_curve`]).
+pub fn curve(points: impl Iterator<Item = (f64, f64)>, count: u64, x_max: f64) -> Vec<(f64, f64)> {
+    let last_x = (count as f64).clamp(1.0, x_max);
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for (q, value) in points {
+        let x = if q < 1.0 {
+            (1.0 / (1.0 - q)).min(last_x)
+        } else {
+            last_x
+        };
+        out.push((x, value));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -162,9 +178,16 @@ mod tests {
         let last_data = text.lines().rfind(|l| !l.starts_with('#')).unwrap();
         assert!(last_data.contains("1.000000000000"), "{last_data}");
         assert!(last_data.trim_end().ends_with("10000"), "{last_data}");
-        let curve = percentile_curve(&h, 1e6);
-        assert_eq!(curve.first().unwrap().0, 1.0);
-        assert_eq!(curve.last().unwrap().0, 1e6);
+        let points = percentile_curve(&h, 1e6);
+        assert_eq!(points.first().unwrap().0, 1.0);
+        assert_eq!(
+            points.last().unwrap().0,
+            10_000.0,
+            "the last of 10,000 samples"
+        );
+        assert!(points
+            .windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1));
         assert_eq!(fmt_ms(0.1234), "0.123");
         assert_eq!(fmt_ms(123.45), "123.5");
     }

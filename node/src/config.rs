@@ -65,6 +65,10 @@ pub struct Flags {
     /// Keep at most this many bytes of archived segments locally per partition.
     #[arg(long, env = "SPRAWL_TIERED_LOCAL_RETENTION_BYTES")]
     pub tiered_local_retention_bytes: Option<u64>,
+    /// Cap on upload bandwidth to the archive (bytes/s): archiving then
+    /// takes less CPU and disk from producers at a time. Default: no cap
+    #[arg(long, env = "SPRAWL_TIERED_UPLOAD_BYTES_PER_S_MAX")]
+    pub tiered_upload_bytes_per_s_max: Option<u64>,
     /// Per-shard cache of archived chunks, bytes. Default 64 MiB
     #[arg(long, env = "SPRAWL_TIERED_CACHE_BYTES")]
     pub tiered_cache_bytes: Option<u64>,
@@ -111,6 +115,8 @@ pub struct TieredSection {
     pub local_retention_ms: Option<u64>,
     /// Per-shard read-through cache of archived chunks.
     pub cache_bytes: Option<u64>,
+    /// Cap on upload bandwidth to the archive.
+    pub upload_bytes_per_s_max: Option<u64>,
 }
 
 /// Resolved tiered-storage settings.
@@ -123,6 +129,7 @@ pub struct TieredSettings {
     pub local_retention_bytes: Option<u64>,
     pub local_retention_ms: Option<u64>,
     pub cache_bytes: u64,
+    pub upload_bytes_per_s_max: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -226,6 +233,9 @@ impl NodeConfig {
                     .tiered_local_retention_bytes
                     .or(file.tiered.local_retention_bytes),
                 local_retention_ms: file.tiered.local_retention_ms,
+                upload_bytes_per_s_max: flags
+                    .tiered_upload_bytes_per_s_max
+                    .or(file.tiered.upload_bytes_per_s_max),
                 cache_bytes: flags
                     .tiered_cache_bytes
                     .or(file.tiered.cache_bytes)

@@ -164,6 +164,7 @@ fn start_archive(
     if let Some(region) = &t.region {
         archive_config.region = region.clone();
     }
+    archive_config.upload_bytes_per_s_max = t.upload_bytes_per_s_max;
     let archive = sprawl_tiered::Archive::start(archive_config).with_context(|| {
         format!(
             "starting the archive at {} (bucket {})",
