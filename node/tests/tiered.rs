@@ -24,6 +24,14 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn start_node(data_dir: &std::path::Path, weed: &weed::Weed) -> NodeProcess {
+    start_node_with_prefix(data_dir, weed, "node-test")
+}
+
+fn start_node_with_prefix(
+    data_dir: &std::path::Path,
+    weed: &weed::Weed,
+    prefix: &str,
+) -> NodeProcess {
     let (q, a) = free_ports();
     NodeProcess::start_env(
         data_dir,
@@ -36,7 +44,7 @@ fn start_node(data_dir: &std::path::Path, weed: &weed::Weed) -> NodeProcess {
             "--tiered-bucket",
             "sprawl-test",
             "--tiered-prefix",
-            "node-test",
+            prefix,
             "--tiered-local-retention-bytes",
             "1",
             "--segment-bytes",
@@ -247,6 +255,92 @@ fn archived_data_stays_readable_through_outages_and_an_empty_data_dir() {
             ack.offset,
             Some(archived_end),
             "offsets continue after the archive"
+        );
+    });
+}
+
+#[test]
+fn corrupt_archived_objects_are_reported_and_total_retention_deletes_objects() {
+    let weed = weed::Weed::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node_with_prefix(dir.path(), &weed, "faults");
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect(&node).await;
+        client.create_topic(TOPIC, 1, None, None).await.unwrap();
+        // Total retention of ~2 MiB: older archived segments go everywhere.
+        client
+            .create_topic("short", 1, Some(2 << 20), None)
+            .await
+            .unwrap();
+        let producer = Producer::new(&client, ProducerConfig::default()).unwrap();
+        let acks: Vec<_> = (0..3000)
+            .flat_map(|i| {
+                [
+                    producer.send(TOPIC, Record::new(value(i)).with_partition(0)),
+                    producer.send("short", Record::new(value(i)).with_partition(0)),
+                ]
+            })
+            .collect();
+        for a in acks {
+            a.await.unwrap();
+        }
+    });
+    wait_tiers(&node, "archiving", |v| {
+        partition0(v)["archive"]["segments"].as_u64().unwrap_or(0) >= 2
+    });
+    // Total retention removed the oldest segments of "short" from the archive too.
+    let v = wait_tiers(&node, "total retention", |v| {
+        v["partitions"].as_array().unwrap().iter().any(|p| {
+            p["topic"] == "short" && p["archive"]["start_offset"].as_u64().is_some_and(|s| s > 0)
+        })
+    });
+    let short = v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["topic"] == "short")
+        .unwrap()
+        .clone();
+    let start = short["archive"]["start_offset"].as_u64().unwrap();
+    rt.block_on(async {
+        let client = connect(&node).await;
+        assert_eq!(
+            client
+                .resolve_offset("short", 0, StartPosition::Earliest)
+                .await
+                .unwrap(),
+            start
+        );
+        let err = Consumer::new(&client)
+            .fetch("short", 0, 0, 1 << 20, Duration::ZERO)
+            .await
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.is_some_and(|e| e.contains("out of range")),
+            "offset 0 is gone everywhere"
+        );
+    });
+    // Replace archived segment 0 of the other topic with garbage of the same size.
+    let garbage = tempfile::tempdir().unwrap();
+    let files = sprawl_tiered::SegmentFiles::in_dir(garbage.path(), 0);
+    std::fs::write(&files.log, vec![0x5au8; 1 << 20]).unwrap();
+    std::fs::write(&files.index, b"").unwrap();
+    std::fs::write(&files.timeindex, b"").unwrap();
+    let archive = sprawl_tiered::Archive::start(weed.config("sprawl-test", "faults")).unwrap();
+    futures::executor::block_on(archive.upload_segment(TOPIC, 0, 0, files)).unwrap();
+    rt.block_on(async {
+        let client = connect(&node).await;
+        let err = Consumer::new(&client)
+            .fetch(TOPIC, 0, 0, 1 << 20, Duration::ZERO)
+            .await
+            .err()
+            .map(|e| e.to_string());
+        let err = err.expect("reading a corrupt archived object must fail");
+        assert!(
+            err.contains("00000000000000000000.log") && err.contains("corrupt"),
+            "{err}"
         );
     });
 }

@@ -231,11 +231,18 @@ impl ColdTier {
         let active_base = sealed
             .last()
             .map_or(log.offsets().log_start, |s| s.next_offset);
-        if tier.tier(active_base).is_none() {
+        // The active segment counts towards total retention with its size now.
+        let active_bytes = log
+            .size_bytes()
+            .saturating_sub(sealed.iter().map(|s| s.bytes).sum());
+        if tier
+            .tier(active_base)
+            .is_none_or(|t| t == SegmentTier::Active)
+        {
             tier.on_active(
                 active_base,
                 SegmentFacts {
-                    bytes: 0,
+                    bytes: active_bytes,
                     max_timestamp_ms: None,
                 },
             );
