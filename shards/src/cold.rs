@@ -328,6 +328,23 @@ impl ColdTier {
         }
     }
 
+    /// Deletes everything archived for this partition (topic deletion):
+    /// an empty manifest first, so no reader is sent to objects about to go.
+    pub async fn delete_all(&self) -> Result<(), ShardError> {
+        self.ensure_manifest().await?;
+        let old = self.manifest();
+        self.archive
+            .write_manifest(&self.topic, self.partition, &Manifest::default())
+            .await?;
+        *self.manifest.borrow_mut() = Some(Manifest::default());
+        for seg in &old.segments {
+            self.archive
+                .delete_segment(&self.topic, self.partition, seg.base_offset)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Applies retention across tiers: local copies go only once archived;
     /// total retention removes archived segments everywhere.
     pub async fn apply_retention(

@@ -410,6 +410,14 @@ impl Shard {
             let p = self.partitions.borrow_mut().remove(&key);
             if let Some(p) = p {
                 p.data_ready.notify_all();
+                // A deleted topic's archive goes too: a topic created later
+                // with the same name must not inherit its offsets or data.
+                if let Some(cold) = &p.cold {
+                    if let Err(e) = cold.delete_all().await {
+                        tracing::warn!(topic = %key.0, partition = key.1, error = %e,
+                            "deleting the archive of a deleted partition failed; objects remain");
+                    }
+                }
                 let dir = p.dir.clone();
                 drop(p);
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
