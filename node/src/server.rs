@@ -24,7 +24,7 @@ use crate::framing::{encode, read_frame, write_frame, ReadFrameError};
 use crate::handlers;
 
 /// Request bytes one connection may hold in memory at once.
-pub const CONNECTION_BUDGET_BYTES: usize = 64 << 20;
+pub const CONNECTION_BUDGET_BYTES: usize = 32 << 20;
 /// Concurrent request streams per connection.
 pub const CONNECTION_STREAMS_MAX: u32 = 256;
 
