@@ -197,6 +197,7 @@ fn spawn_housekeeping(shard: Rc<Shard>) {
     glommio::spawn_local(async move {
         while !s.shutdown_requested() {
             s.measure_disk();
+            s.reopen_missing_partitions().await;
             s.publish_snapshot();
             glommio::timer::sleep(Duration::from_millis(500)).await;
         }

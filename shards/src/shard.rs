@@ -506,6 +506,27 @@ impl Shard {
         self.disk_free_bytes.get() < self.config.disk_free_bytes_min
     }
 
+    /// Opens partitions the catalog gives this shard that are not open (an
+    /// open that failed, e.g. S3 unreachable while a tiered topic was
+    /// created): retried here rather than left failed until a restart.
+    pub async fn reopen_missing_partitions(self: &Rc<Self>) {
+        let missing = {
+            let catalog = self.catalog.borrow();
+            let open = self.partitions.borrow();
+            catalog.topics.iter().any(|(topic, cfg)| {
+                (0..cfg.partitions).any(|p| {
+                    self.owner_of(topic, p) == self.id && !open.contains_key(&(topic.clone(), p))
+                })
+            })
+        };
+        if missing {
+            let catalog = self.catalog.borrow().clone();
+            if let Err(e) = self.apply_catalog(catalog).await {
+                tracing::warn!(shard = self.id, error = %e, "opening a partition failed; will retry");
+            }
+        }
+    }
+
     /// Offsets of every partition this shard owns (for snapshots).
     pub fn owned_partitions(&self) -> Vec<Rc<Partition>> {
         self.partitions.borrow().values().cloned().collect()
