@@ -92,6 +92,16 @@ pub enum Format {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    #[command(flatten)]
+    Node(NodeCommand),
+    /// Load forecasting on a trace file; needs no node.
+    #[command(subcommand)]
+    Forecast(ForecastCommand),
+}
+
+/// The commands that talk to a node (a connection is made before they run).
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topic(TopicCommand),
@@ -103,6 +113,27 @@ pub enum Command {
     Consume(ConsumeArgs),
     /// The node's identity and its topics.
     Status(StatusArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ForecastCommand {
+    /// Score the baseline forecasters on a `timestamp,value` CSV trace by
+    /// rolling-origin evaluation and name the one selected (lowest MASE).
+    Eval(ForecastEvalArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ForecastEvalArgs {
+    /// The trace: `timestamp,value` lines, header optional.
+    #[arg(long, value_name = "FILE")]
+    pub csv: PathBuf,
+    /// How many steps ahead each forecast is.
+    #[arg(long, value_name = "STEPS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub horizon: u64,
+    /// Values seen before the first forecast (and used to detect the
+    /// period and the MASE scale). Default: a quarter of the trace.
+    #[arg(long, value_name = "N")]
+    pub warmup: Option<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -368,7 +399,7 @@ mod tests {
             Cli::try_parse_from(["sprawlctl", "topic", "create", "t", "--retention-ms", "-1"])
                 .unwrap();
         match cli.command {
-            Command::Topic(TopicCommand::Create { retention_ms, .. }) => {
+            Command::Node(NodeCommand::Topic(TopicCommand::Create { retention_ms, .. })) => {
                 assert_eq!(retention_ms, Some(-1))
             }
             other => panic!("parsed as {other:?}"),
@@ -383,5 +414,19 @@ mod tests {
                 .is_err()
         );
         assert!(Cli::try_parse_from(["sprawlctl", "publish", "-t", "t", "--file", "-"]).is_ok());
+    }
+
+    #[test]
+    fn forecast_eval_needs_a_csv_and_a_positive_horizon() {
+        assert!(Cli::try_parse_from(["sprawlctl", "forecast", "eval"]).is_err());
+        let eval = ["sprawlctl", "forecast", "eval", "--csv", "t.csv"];
+        assert!(Cli::try_parse_from([&eval[..], &["--horizon", "0"]].concat()).is_err());
+        match Cli::try_parse_from(eval).unwrap().command {
+            Command::Forecast(ForecastCommand::Eval(args)) => {
+                assert_eq!(args.horizon, 1);
+                assert_eq!(args.warmup, None);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
     }
 }

@@ -6,6 +6,8 @@
 //! * `consume`: to the end each partition had at the start, or `--follow`;
 //!   `--group` resumes from and commits the group's offsets
 //! * `status`: node identity, topics, optionally the admin `/health`
+//! * `forecast eval`: baseline load forecasters scored on a CSV trace; no
+//!   node, no connection, no runtime
 //!
 //! A failure prints one line, `sprawlctl: <what failed>: <why>`, on stderr;
 //! exit statuses are in [`failure::ExitStatus`].
@@ -14,6 +16,7 @@ mod cli;
 mod connect;
 mod consume;
 mod failure;
+mod forecast;
 mod output;
 mod publish;
 mod status;
@@ -22,16 +25,20 @@ mod topic;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ConnectionArgs, Format, NodeCommand};
 use crate::failure::{one_line, status_of, ExitStatus};
 
 fn main() {
     let cli = Cli::parse();
-    let outcome = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| anyhow::Error::new(e).context("starting the tokio runtime"))
-        .and_then(|runtime| runtime.block_on(run(cli)));
+    let outcome = match cli.command {
+        // Offline: no runtime, no connection.
+        Command::Forecast(command) => forecast::run(&command, cli.format),
+        Command::Node(command) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| anyhow::Error::new(e).context("starting the tokio runtime"))
+            .and_then(|runtime| runtime.block_on(run(&cli.connection, cli.format, &command))),
+    };
     if let Err(error) = outcome {
         let status = status_of(&error);
         if status != ExitStatus::OutputClosed {
@@ -41,24 +48,26 @@ fn main() {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(
+    connection: &ConnectionArgs,
+    format: Format,
+    command: &NodeCommand,
+) -> anyhow::Result<()> {
     // A publish's input is opened first: a missing file fails before the
     // connection is even tried.
-    let publish_input = match &cli.command {
-        Command::Publish(args) => Some(publish::open_input(args)?),
+    let publish_input = match command {
+        NodeCommand::Publish(args) => Some(publish::open_input(args)?),
         _ => None,
     };
-    let client = connect::connect(&cli.connection).await?;
-    let outcome = match &cli.command {
-        Command::Topic(command) => topic::run(&client, command, cli.format).await,
-        Command::Publish(args) => {
+    let client = connect::connect(connection).await?;
+    let outcome = match command {
+        NodeCommand::Topic(command) => topic::run(&client, command, format).await,
+        NodeCommand::Publish(args) => {
             let input = publish_input.expect("opened above");
-            publish::run(&client, input, args, cli.format).await
+            publish::run(&client, input, args, format).await
         }
-        Command::Consume(args) => consume::run(&client, args, cli.format).await,
-        Command::Status(args) => {
-            status::run(&client, args, cli.connection.timeout, cli.format).await
-        }
+        NodeCommand::Consume(args) => consume::run(&client, args, format).await,
+        NodeCommand::Status(args) => status::run(&client, args, connection.timeout, format).await,
     };
     connect::close(&client).await;
     outcome

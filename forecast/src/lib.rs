@@ -1,0 +1,30 @@
+//! Load forecasting: baseline forecasters, a period detector and their
+//! rolling-origin evaluation.
+//!
+//! Sans-IO: a [`Forecaster`] is fed values one step at a time and asked for
+//! the value some steps ahead; nothing here touches a clock, a socket or a
+//! runtime. The one I/O helper is [`read_csv`], for `timestamp,value` files.
+//!
+//! Architecture invariant: a learned model is only ever selected when it
+//! beats every baseline here on the same evaluation (see [`select`]).
+
+mod baselines;
+mod csv;
+mod evaluate;
+mod period;
+
+pub use baselines::{Ewma, Holt, LastValue, SeasonalNaive};
+pub use csv::{parse_csv, read_csv, CsvError, LineError};
+pub use evaluate::{evaluate, mape, mase, naive_mae, select, Score};
+pub use period::{detect_period, LAG_MAX};
+
+/// A one-variable forecaster driven step by step.
+pub trait Forecaster {
+    /// A short, stable name, with its parameters (`ewma(0.3)`).
+    fn name(&self) -> &str;
+    /// The next value of the series.
+    fn observe(&mut self, value: f64);
+    /// The value `horizon_steps` (≥ 1) steps after the last observed one;
+    /// NaN before any value has been observed.
+    fn forecast(&self, horizon_steps: usize) -> f64;
+}
