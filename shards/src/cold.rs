@@ -14,10 +14,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
+use sprawl_storage::batch::{search_time, TimeSearch};
 use sprawl_storage::index::SegmentIndex;
 use sprawl_storage::scan::{scan_batches, ScanStop};
 use sprawl_storage::tiering::{RetentionPlan, SegmentFacts, SegmentTier, TierRetention, TierState};
-use sprawl_storage::{BatchView, PartitionLog};
+use sprawl_storage::PartitionLog;
 use sprawl_tiered::{
     ArchiveError, ArchiveHandle, Manifest, ManifestSegment, SegmentFileKind, SegmentFiles,
 };
@@ -122,6 +123,14 @@ pub struct ColdSnapshot {
     pub upload_failures: u64,
 }
 
+/// What tier retention needs to know of a sealed local segment.
+fn sealed_facts(s: &sprawl_storage::SealedSegment) -> SegmentFacts {
+    SegmentFacts {
+        bytes: s.bytes,
+        max_timestamp_ms: s.max_timestamp_ms,
+    }
+}
+
 /// The cold tier of one partition.
 pub struct ColdTier {
     archive: ArchiveHandle,
@@ -204,15 +213,7 @@ impl ColdTier {
                 let archived = manifest
                     .get(s.base_offset)
                     .is_some_and(|m| m.next_offset == s.next_offset && m.log_bytes == s.bytes);
-                tier.on_recovered(
-                    s.base_offset,
-                    archived,
-                    true,
-                    SegmentFacts {
-                        bytes: s.bytes,
-                        max_timestamp_ms: s.max_timestamp_ms,
-                    },
-                );
+                tier.on_recovered(s.base_offset, archived, true, sealed_facts(s));
             }
         }
         for m in &manifest.segments {
@@ -255,13 +256,7 @@ impl ColdTier {
             .collect();
         for b in stale_active {
             if let Some(s) = sealed.iter().find(|s| s.base_offset == b) {
-                let _ = tier.on_sealed(
-                    b,
-                    SegmentFacts {
-                        bytes: s.bytes,
-                        max_timestamp_ms: s.max_timestamp_ms,
-                    },
-                );
+                let _ = tier.on_sealed(b, sealed_facts(s));
             }
         }
     }
@@ -652,16 +647,11 @@ impl ColdTier {
             if batches.is_empty() {
                 break;
             }
-            for b in &batches {
-                let view =
-                    BatchView::parse_exact(b).map_err(|e| ShardError::Storage(e.to_string()))?;
-                for r in view.records() {
-                    let r = r.map_err(|e| ShardError::Storage(e.to_string()))?;
-                    if r.offset >= offset && r.timestamp_ms >= timestamp_ms {
-                        return Ok(Some(r.offset));
-                    }
-                }
-                offset = offset.max(view.header().next_offset());
+            match search_time(&batches, offset, timestamp_ms)
+                .map_err(|e| ShardError::Storage(e.to_string()))?
+            {
+                TimeSearch::Found(found) => return Ok(Some(found)),
+                TimeSearch::Continue(next) => offset = next,
             }
         }
         Ok(None)

@@ -479,6 +479,39 @@ pub fn restamp(batch: &mut [u8], incoming: &IncomingBatch, base_offset: u64, lea
     batch[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Progress of a search for the first record at or after a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSearch {
+    /// The offset of the first matching record.
+    Found(u64),
+    /// None of these batches holds one: continue from this offset.
+    Continue(u64),
+}
+
+/// Scans `batches` (consecutive, in offset order) for the first record at
+/// or after `from_offset` whose timestamp is ≥ `timestamp_ms`. Batches whose
+/// newest record is older are skipped without decoding their records.
+pub fn search_time(
+    batches: &[bytes::Bytes],
+    from_offset: u64,
+    timestamp_ms: i64,
+) -> Result<TimeSearch, BatchError> {
+    let mut offset = from_offset;
+    for batch in batches {
+        let view = BatchView::parse_exact(batch)?;
+        if view.header().last_timestamp_ms.get() >= timestamp_ms {
+            for rec in view.records() {
+                let rec = rec?;
+                if rec.offset >= offset && rec.timestamp_ms >= timestamp_ms {
+                    return Ok(TimeSearch::Found(rec.offset));
+                }
+            }
+        }
+        offset = offset.max(view.header().next_offset());
+    }
+    Ok(TimeSearch::Continue(offset))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

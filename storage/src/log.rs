@@ -25,7 +25,7 @@ use glommio::io::{DmaFile, OpenOptions};
 use sprawl_io::dma_pool::DmaBufPool;
 use sprawl_io::{align_down, align_up};
 
-use crate::batch::{restamp, validate_incoming, BatchView};
+use crate::batch::{restamp, search_time, validate_incoming, BatchView, TimeSearch};
 use crate::config::{FsyncPolicy, LogConfig};
 use crate::error::LogError;
 use crate::index::SegmentIndex;
@@ -779,17 +779,9 @@ impl PartitionLog {
             if fetched.batches.is_empty() {
                 return Ok(None);
             }
-            for batch in &fetched.batches {
-                let view = BatchView::parse_exact(batch).map_err(LogError::InvalidBatch)?;
-                if view.header().last_timestamp_ms.get() >= timestamp_ms {
-                    for rec in view.records() {
-                        let rec = rec?;
-                        if rec.offset >= offset && rec.timestamp_ms >= timestamp_ms {
-                            return Ok(Some(rec.offset));
-                        }
-                    }
-                }
-                offset = offset.max(view.header().next_offset());
+            match search_time(&fetched.batches, offset, timestamp_ms)? {
+                TimeSearch::Found(found) => return Ok(Some(found)),
+                TimeSearch::Continue(next) => offset = next,
             }
         }
     }
