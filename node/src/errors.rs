@@ -16,6 +16,8 @@ pub fn code_of(e: &ShardError) -> ErrorCode {
         ShardError::Storage(_) => ErrorCode::StorageError,
         ShardError::DiskFull(_) => ErrorCode::Throttled,
         ShardError::ShuttingDown => ErrorCode::ShuttingDown,
+        // Retryable, and the retry is routed to the new owner.
+        ShardError::PartitionMoving(_) => ErrorCode::LeaderNotAvailable,
         ShardError::Internal(_) => ErrorCode::Internal,
     }
 }

@@ -97,6 +97,7 @@ fn run() -> anyhow::Result<()> {
             retention_check_ms: config.retention_check_ms,
             disk_free_bytes_min: config.disk_free_bytes_min,
             tiered: tiered.clone(),
+            load_sink: None,
         },
     };
     let service = {

@@ -29,6 +29,24 @@ pub struct TopicCatalog {
     /// Bumped on every change, so shards can ignore stale broadcasts.
     pub version: u64,
     pub topics: BTreeMap<String, TopicConfig>,
+    /// Partitions a move put on another shard than the hash would
+    /// (topic → partition → shard). Only moves write it, so a catalog
+    /// without moves is exactly the hash placement.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub placement: BTreeMap<String, BTreeMap<u32, u32>>,
+    /// Moves begun and not finished (topic → partition → move). Persisted
+    /// before the source is fenced, so a node that dies in the middle finds
+    /// it at start-up and rolls it back (see [`TopicCatalog::abort_moves`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub moving: BTreeMap<String, BTreeMap<u32, PartitionMove>>,
+}
+
+/// A partition on its way from one shard to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMove {
+    pub from: u32,
+    pub to: u32,
+    pub started_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +59,17 @@ pub enum CatalogError {
     InvalidName { name: String, reason: &'static str },
     #[error("partition count {0} is out of range 1..={PARTITIONS_MAX}")]
     InvalidPartitions(u32),
+    #[error("{topic}/{partition} is already being moved")]
+    MoveInProgress { topic: String, partition: u32 },
+    #[error("{topic}/{partition} is not being moved")]
+    NoSuchMove { topic: String, partition: u32 },
+    #[error("{topic}/{partition} cannot move to shard {to}: {reason}")]
+    InvalidMove {
+        topic: String,
+        partition: u32,
+        to: u32,
+        reason: &'static str,
+    },
 }
 
 /// Topic names: 1..=200 bytes of `[A-Za-z0-9._-]`, not `.`/`..`, no leading `__` (internal).
@@ -109,8 +138,146 @@ impl TopicCatalog {
             .topics
             .remove(name)
             .ok_or_else(|| CatalogError::UnknownTopic(name.to_string()))?;
+        // A topic created later with the same name starts on the hash placement.
+        self.placement.remove(name);
+        self.moving.remove(name);
         self.version += 1;
         Ok(cfg)
+    }
+
+    /// The shard that owns `partition` of `topic` among `shard_count`: where
+    /// a move put it, else the stable hash. A placement naming a shard this
+    /// node no longer has (restarted with fewer cores) falls back to the hash.
+    pub fn owner(&self, topic: &str, partition: u32, shard_count: usize) -> usize {
+        self.placement
+            .get(topic)
+            .and_then(|parts| parts.get(&partition))
+            .map(|&shard| shard as usize)
+            .filter(|&shard| shard < shard_count)
+            .unwrap_or_else(|| crate::routing::owner_shard(topic, partition, shard_count))
+    }
+
+    /// The move of `partition` of `topic` in progress, if any.
+    pub fn move_of(&self, topic: &str, partition: u32) -> Option<PartitionMove> {
+        self.moving.get(topic)?.get(&partition).copied()
+    }
+
+    /// Every move in progress, as (topic, partition, move).
+    pub fn moves(&self) -> Vec<(String, u32, PartitionMove)> {
+        self.moving
+            .iter()
+            .flat_map(|(t, parts)| parts.iter().map(move |(p, m)| (t.clone(), *p, *m)))
+            .collect()
+    }
+
+    /// Records the intent to move a partition to shard `to`.
+    pub fn begin_move(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        to: usize,
+        shard_count: usize,
+        now_ms: i64,
+    ) -> Result<PartitionMove, CatalogError> {
+        self.check_partition(topic, partition)
+            .map_err(|e| match e {
+                PartitionLookupError::UnknownTopic(t) => CatalogError::UnknownTopic(t),
+                PartitionLookupError::UnknownPartition { .. } => CatalogError::InvalidMove {
+                    topic: topic.to_string(),
+                    partition,
+                    to: to as u32,
+                    reason: "no such partition",
+                },
+            })?;
+        if self.move_of(topic, partition).is_some() {
+            return Err(CatalogError::MoveInProgress {
+                topic: topic.to_string(),
+                partition,
+            });
+        }
+        let invalid = |reason| CatalogError::InvalidMove {
+            topic: topic.to_string(),
+            partition,
+            to: to as u32,
+            reason,
+        };
+        if to >= shard_count {
+            return Err(invalid("no such shard"));
+        }
+        let from = self.owner(topic, partition, shard_count);
+        if from == to {
+            return Err(invalid("it is already there"));
+        }
+        let m = PartitionMove {
+            from: from as u32,
+            to: to as u32,
+            started_ms: now_ms,
+        };
+        self.moving
+            .entry(topic.to_string())
+            .or_default()
+            .insert(partition, m);
+        self.version += 1;
+        Ok(m)
+    }
+
+    fn take_move(&mut self, topic: &str, partition: u32) -> Result<PartitionMove, CatalogError> {
+        let parts = self.moving.get_mut(topic);
+        let m = parts
+            .and_then(|parts| parts.remove(&partition))
+            .ok_or_else(|| CatalogError::NoSuchMove {
+                topic: topic.to_string(),
+                partition,
+            })?;
+        if self.moving.get(topic).is_some_and(BTreeMap::is_empty) {
+            self.moving.remove(topic);
+        }
+        Ok(m)
+    }
+
+    /// Completes a move: the partition now lives on the move's `to` shard.
+    pub fn finish_move(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        shard_count: usize,
+    ) -> Result<PartitionMove, CatalogError> {
+        let m = self.take_move(topic, partition)?;
+        let parts = self.placement.entry(topic.to_string()).or_default();
+        if crate::routing::owner_shard(topic, partition, shard_count) == m.to as usize {
+            // Back on its hash shard: no override needed.
+            parts.remove(&partition);
+        } else {
+            parts.insert(partition, m.to);
+        }
+        if parts.is_empty() {
+            self.placement.remove(topic);
+        }
+        self.version += 1;
+        Ok(m)
+    }
+
+    /// Forgets a move that will not complete; the partition stays where it was.
+    pub fn abort_move(
+        &mut self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<PartitionMove, CatalogError> {
+        let m = self.take_move(topic, partition)?;
+        self.version += 1;
+        Ok(m)
+    }
+
+    /// Rolls back every move in progress (start-up after a crash): the
+    /// source still holds every byte — it only synced and closed the log —
+    /// so the partition simply stays on its source shard.
+    pub fn abort_moves(&mut self) -> Vec<(String, u32, PartitionMove)> {
+        let moves = self.moves();
+        if !moves.is_empty() {
+            self.moving.clear();
+            self.version += 1;
+        }
+        moves
     }
 
     /// Loads `path`, or an empty catalog when it does not exist.
@@ -201,6 +368,72 @@ mod tests {
             TopicCatalog::default().create("t", cfg(0)),
             Err(CatalogError::InvalidPartitions(0))
         ));
+    }
+
+    #[test]
+    fn moves_change_the_owner_only_when_finished() {
+        let mut c = TopicCatalog::default();
+        c.create("t", cfg(4)).unwrap();
+        let hash = crate::routing::owner_shard("t", 1, 2);
+        let other = 1 - hash;
+        assert_eq!(c.owner("t", 1, 2), hash);
+        assert!(matches!(
+            c.begin_move("t", 1, hash, 2, 0),
+            Err(CatalogError::InvalidMove { .. })
+        ));
+        assert!(matches!(
+            c.begin_move("t", 1, 2, 2, 0),
+            Err(CatalogError::InvalidMove { .. })
+        ));
+        assert!(matches!(
+            c.begin_move("t", 9, other, 2, 0),
+            Err(CatalogError::InvalidMove { .. })
+        ));
+        let m = c.begin_move("t", 1, other, 2, 5).unwrap();
+        assert_eq!((m.from as usize, m.to as usize), (hash, other));
+        assert_eq!(
+            c.owner("t", 1, 2),
+            hash,
+            "the owner changes only at the finish"
+        );
+        assert!(matches!(
+            c.begin_move("t", 1, other, 2, 0),
+            Err(CatalogError::MoveInProgress { .. })
+        ));
+        c.finish_move("t", 1, 2).unwrap();
+        assert_eq!(c.owner("t", 1, 2), other);
+        assert!(c.moves().is_empty());
+        // Fewer shards after a restart: the hash takes over again.
+        assert_eq!(c.owner("t", 1, 1), 0);
+        // Moving back home leaves no override behind.
+        c.begin_move("t", 1, hash, 2, 0).unwrap();
+        c.finish_move("t", 1, 2).unwrap();
+        assert!(c.placement.is_empty());
+    }
+
+    #[test]
+    fn unfinished_moves_roll_back_and_survive_a_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("topics.json");
+        let mut c = TopicCatalog::default();
+        c.create("t", cfg(2)).unwrap();
+        let to = 1 - crate::routing::owner_shard("t", 0, 2);
+        c.begin_move("t", 0, to, 2, 0).unwrap();
+        c.save(&path).unwrap();
+        let mut loaded = TopicCatalog::load(&path).unwrap();
+        assert_eq!(loaded, c);
+        let version = loaded.version;
+        assert_eq!(loaded.abort_moves().len(), 1);
+        assert!(loaded.version > version);
+        assert_eq!(
+            loaded.owner("t", 0, 2),
+            crate::routing::owner_shard("t", 0, 2)
+        );
+        assert!(loaded.abort_moves().is_empty());
+        // Deleting a topic forgets its placement.
+        c.finish_move("t", 0, 2).unwrap();
+        c.delete("t").unwrap();
+        assert!(c.placement.is_empty() && c.moving.is_empty());
     }
 
     #[test]

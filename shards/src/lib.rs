@@ -9,6 +9,7 @@
 //! - [`routing`]: which shard owns a partition (sans-IO).
 //! - [`catalog`]: topic catalog, owned by shard 0, replicated to all (sans-IO).
 //! - [`group_offsets`]: consumer-group offsets codec and fold (sans-IO).
+//! - [`load`]: per-second load samples sent to the node's load thread.
 //! - [`partition`]: one owned partition: log, group offsets, reader wake-ups.
 //! - [`shard`]: per-shard state and request handlers.
 //! - [`runtime`]: starting, readiness, shutdown.
@@ -16,6 +17,7 @@
 pub mod catalog;
 pub mod cold;
 pub mod group_offsets;
+pub mod load;
 pub mod metrics;
 pub mod notify;
 pub mod partition;
@@ -28,5 +30,5 @@ pub use catalog::{TopicCatalog, TopicConfig};
 pub use metrics::{PartitionSnapshot, ShardSnapshot};
 pub use request::{PartitionOffsets, ShardError, ShardReply, ShardRequest, ShardResult};
 pub use routing::owner_shard;
-pub use runtime::{Runtime, RuntimeConfig, RuntimeError};
+pub use runtime::{ControlHandle, Runtime, RuntimeConfig, RuntimeError};
 pub use shard::{Shard, ShardConfig, TieredConfig};

@@ -20,6 +20,11 @@ pub struct ShardMetrics {
     /// Microseconds from request decoded to reply ready.
     pub produce_latency_us: Histogram<u64>,
     pub fetch_latency_us: Histogram<u64>,
+    /// How late a 10 ms reactor timer fires: a stall of the reactor (a task
+    /// that does not yield, blocking work) shows here.
+    pub reactor_lag_us: Histogram<u64>,
+    /// Load samples the load thread could not take (it was behind).
+    pub load_samples_dropped: u64,
 }
 
 impl Default for ShardMetrics {
@@ -38,6 +43,8 @@ impl Default for ShardMetrics {
             connections_total: 0,
             produce_latency_us: hist(),
             fetch_latency_us: hist(),
+            reactor_lag_us: hist(),
+            load_samples_dropped: 0,
         }
     }
 }
@@ -75,5 +82,7 @@ pub struct ShardSnapshot {
     pub disk_alarm: bool,
     pub produce_latency_us: Option<Histogram<u64>>,
     pub fetch_latency_us: Option<Histogram<u64>>,
+    pub reactor_lag_us: Option<Histogram<u64>>,
+    pub load_samples_dropped: u64,
     pub partitions: Vec<PartitionSnapshot>,
 }

@@ -2,7 +2,7 @@
 //! consumer-group offsets (a small log of their own), and the signal that
 //! wakes long-polling readers when the high watermark moves.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -26,6 +26,43 @@ pub struct Partition {
     pub data_ready: LocalNotify,
     /// The archive tier, when tiered storage is on.
     pub cold: Option<ColdTier>,
+    /// Traffic counters the load sampler turns into per-second rates.
+    pub load: LoadCounters,
+    /// Writes (appends, offset commits) started and not yet answered: a
+    /// move waits for them to drain before it syncs and closes the log.
+    writes_in_flight: Cell<usize>,
+    writes_drained: LocalNotify,
+    /// Set when a move fences the partition: new requests wait for the new
+    /// owner instead of starting here, and long polls return at once.
+    fenced: Cell<bool>,
+}
+
+/// Monotonic per-partition traffic counters (owned by one shard).
+#[derive(Debug, Default)]
+pub struct LoadCounters {
+    pub messages_in: Cell<u64>,
+    pub bytes_in: Cell<u64>,
+    pub bytes_out: Cell<u64>,
+}
+
+/// Counts one write in flight for as long as it lives.
+struct WriteGuard<'a>(&'a Partition);
+
+impl<'a> WriteGuard<'a> {
+    fn new(p: &'a Partition) -> Self {
+        p.writes_in_flight.set(p.writes_in_flight.get() + 1);
+        Self(p)
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        let p = self.0;
+        p.writes_in_flight.set(p.writes_in_flight.get() - 1);
+        if p.writes_in_flight.get() == 0 {
+            p.writes_drained.notify_all();
+        }
+    }
 }
 
 /// Whether a log directory holds any segment file.
@@ -105,7 +142,38 @@ impl Partition {
             groups: RefCell::new(groups),
             data_ready: LocalNotify::default(),
             cold,
+            load: LoadCounters::default(),
+            writes_in_flight: Cell::new(0),
+            writes_drained: LocalNotify::default(),
+            fenced: Cell::new(false),
         })
+    }
+
+    /// Whether a move has fenced this partition (it is leaving this shard).
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.get()
+    }
+
+    /// Fences the partition for a move and waits until every write already
+    /// started has been answered; then fdatasyncs both logs, so the new
+    /// owner, opening the same files, sees every acknowledged byte. Readers
+    /// waiting for data are woken and answer with what they have.
+    pub async fn fence_and_sync(&self) -> Result<(), ShardError> {
+        self.fenced.set(true);
+        self.data_ready.notify_all();
+        while self.writes_in_flight.get() > 0 {
+            let drained = self.writes_drained.notified();
+            if self.writes_in_flight.get() == 0 {
+                break;
+            }
+            drained.await;
+        }
+        self.sync().await
+    }
+
+    /// Lifts a fence after a move that failed: the partition serves again here.
+    pub fn unfence(&self) {
+        self.fenced.set(false);
     }
 
     /// First offset a reader may ask for: the archive's start when it holds
@@ -183,10 +251,16 @@ impl Partition {
 
     /// Appends and wakes waiting readers once the batch is acknowledged.
     pub async fn append(&self, batch: BytesMut, durable: bool) -> Result<(u64, u64), ShardError> {
+        let _write = WriteGuard::new(self);
+        let bytes = batch.len() as u64;
         let result = self.log.append_with(batch, 0, durable).await;
         // Wake readers even on error: a flush may have moved the watermark.
         self.data_ready.notify_all();
         let ack = result?;
+        let load = &self.load;
+        load.messages_in
+            .set(load.messages_in.get() + (ack.next_offset - ack.base_offset));
+        load.bytes_in.set(load.bytes_in.get() + bytes);
         Ok((ack.base_offset, ack.next_offset))
     }
 
@@ -198,6 +272,7 @@ impl Partition {
         metadata: &str,
         now_ms: i64,
     ) -> Result<(), ShardError> {
+        let _write = WriteGuard::new(self);
         let batch = GroupOffsets::encode_commit(group, offset, metadata, now_ms);
         if batch.len() > crate::group_offsets::COMMIT_BYTES_MAX {
             return Err(ShardError::InvalidRequest(format!(

@@ -56,6 +56,49 @@ pub enum ShardRequest {
     /// From shard 0 to every shard: adopt this catalog (if newer), open the
     /// partitions it now owns, drop deleted ones.
     ApplyCatalog(TopicCatalog),
+    /// To shard 0, which runs the move: move a partition to shard `to`
+    /// while it is being produced to and read (see `shard::moves`).
+    MovePartition {
+        topic: String,
+        partition: u32,
+        to: usize,
+    },
+    /// From shard 0 to a move's source: fence the partition, let its
+    /// in-flight writes finish, fdatasync and close it.
+    ReleasePartition {
+        topic: String,
+        partition: u32,
+    },
+}
+
+impl ShardRequest {
+    /// The partition a request reads or writes, which decides the shard it
+    /// runs on; `None` for catalog and move requests.
+    pub fn partition_key(&self) -> Option<(&str, u32)> {
+        match self {
+            Self::Produce {
+                topic, partition, ..
+            }
+            | Self::Fetch {
+                topic, partition, ..
+            }
+            | Self::Offsets { topic, partition }
+            | Self::FindOffsetByTime {
+                topic, partition, ..
+            }
+            | Self::CommitOffset {
+                topic, partition, ..
+            }
+            | Self::CommittedOffset {
+                topic, partition, ..
+            } => Some((topic, *partition)),
+            Self::CreateTopic { .. }
+            | Self::DeleteTopic { .. }
+            | Self::ApplyCatalog(_)
+            | Self::MovePartition { .. }
+            | Self::ReleasePartition { .. } => None,
+        }
+    }
 }
 
 /// Offsets and size of one partition, overall and per storage tier.
@@ -91,6 +134,14 @@ pub enum ShardReply {
     Offset(Option<u64>),
     Committed(Option<CommittedOffset>),
     Catalog(TopicCatalog),
+    /// A partition move completed.
+    Moved {
+        from: usize,
+        to: usize,
+        /// Log end offset when the source released it.
+        log_end: u64,
+        duration_ms: u64,
+    },
     Done,
 }
 
@@ -117,6 +168,9 @@ pub enum ShardError {
     DiskFull(String),
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// Retryable: the partition is changing shards; a retry reaches its new owner.
+    #[error("partition is moving between shards, retry: {0}")]
+    PartitionMoving(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -154,6 +208,7 @@ impl From<crate::catalog::CatalogError> for ShardError {
         match e {
             C::TopicExists(t) => Self::TopicExists(t),
             C::UnknownTopic(t) => Self::UnknownTopic(t),
+            C::MoveInProgress { .. } => Self::PartitionMoving(e.to_string()),
             other => Self::InvalidRequest(other.to_string()),
         }
     }

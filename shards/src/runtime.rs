@@ -23,6 +23,10 @@ pub const MESH_CHANNEL_CAPACITY: usize = 1024;
 
 /// How often each shard looks for sealed segments to archive.
 const ARCHIVE_CHECK_MS: u64 = 500;
+/// Load samples are per second.
+const LOAD_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Period of the timer whose lateness measures reactor stalls.
+const REACTOR_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -44,6 +48,41 @@ pub enum RuntimeError {
     Join { shard: usize, reason: String },
 }
 
+/// Capacity of the control channel into shard 0.
+const CONTROL_CHANNEL_CAPACITY: usize = 64;
+
+/// A request from outside the executors (the admin thread, the load
+/// thread) with the channel its answer comes back on.
+type ControlMessage = (
+    crate::request::ShardRequest,
+    futures::channel::oneshot::Sender<crate::request::ShardResult>,
+);
+
+/// Sends requests into the runtime from any thread; shard 0 runs them
+/// through [`Shard::on`], so they reach whichever shard owns their target.
+#[derive(Clone)]
+pub struct ControlHandle {
+    tx: futures::channel::mpsc::Sender<ControlMessage>,
+}
+
+impl ControlHandle {
+    /// Runs `request` and blocks the calling (non-executor) thread until
+    /// it is answered.
+    pub fn call(&self, request: crate::request::ShardRequest) -> crate::request::ShardResult {
+        let (reply_tx, reply_rx) = futures::channel::oneshot::channel();
+        let mut tx = self.tx.clone();
+        futures::executor::block_on(async move {
+            use futures::SinkExt;
+            tx.send((request, reply_tx))
+                .await
+                .map_err(|_| crate::request::ShardError::ShuttingDown)?;
+            reply_rx
+                .await
+                .unwrap_or(Err(crate::request::ShardError::ShuttingDown))
+        })
+    }
+}
+
 /// The running shards, seen from the thread that started them.
 pub struct Runtime {
     handles: Vec<ExecutorJoinHandle<()>>,
@@ -52,6 +91,7 @@ pub struct Runtime {
     pub snapshots: Vec<Arc<Mutex<ShardSnapshot>>>,
     pub catalog: Arc<Mutex<TopicCatalog>>,
     pub shard_count: usize,
+    pub control: ControlHandle,
 }
 
 impl Runtime {
@@ -68,6 +108,24 @@ impl Runtime {
         Fut: Future<Output = ()> + 'static,
     {
         let n = config.shard_count.max(1);
+        // Moves a previous run left unfinished roll back before any shard
+        // opens a partition: each stays on its source, which holds its data.
+        let mut catalog = catalog;
+        let aborted = catalog.abort_moves();
+        if !aborted.is_empty() {
+            let path = config.shard.data_dir.join("topics.json");
+            catalog.save(&path).map_err(|e| RuntimeError::Start {
+                shard: 0,
+                reason: format!(
+                    "rolling back unfinished partition moves in {}: {e}",
+                    path.display()
+                ),
+            })?;
+            for (topic, partition, m) in &aborted {
+                tracing::warn!(%topic, partition, from = m.from, to = m.to,
+                    "rolled back a partition move the previous run did not finish");
+            }
+        }
         let mesh = MeshBuilder::<MeshMessage, _>::full(n, MESH_CHANNEL_CAPACITY);
         let shutdown = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -76,6 +134,9 @@ impl Runtime {
             .collect();
         let catalog_published = Arc::new(Mutex::new(catalog.clone()));
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let (control_tx, control_rx) =
+            futures::channel::mpsc::channel::<ControlMessage>(CONTROL_CHANNEL_CAPACITY);
+        let mut control_rx = Some(control_rx);
         let mut handles = Vec::with_capacity(n);
         for (id, snapshot) in snapshots.iter().enumerate() {
             let placement = if config.pin_cpus {
@@ -87,6 +148,7 @@ impl Runtime {
             let (snapshot, catalog_published) = (snapshot.clone(), catalog_published.clone());
             let (shard_config, catalog, service) =
                 (config.shard.clone(), catalog.clone(), service.clone());
+            let control_rx = if id == 0 { control_rx.take() } else { None };
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("shard-{id}"))
                 .io_memory(config.io_memory_bytes)
@@ -130,6 +192,19 @@ impl Runtime {
                         return;
                     }
                     spawn_housekeeping(shard.clone());
+                    if let Some(mut control_rx) = control_rx {
+                        let shard = shard.clone();
+                        glommio::spawn_local(async move {
+                            while let Some((request, reply)) = control_rx.next().await {
+                                let shard = shard.clone();
+                                glommio::spawn_local(async move {
+                                    let _ = reply.send(shard.on(0, request).await);
+                                })
+                                .detach();
+                            }
+                        })
+                        .detach();
+                    }
                     service(shard.clone()).await;
                     if let Err(e) = shard.sync_all().await {
                         tracing::error!(shard = id, error = %e, "final fdatasync failed");
@@ -150,6 +225,7 @@ impl Runtime {
             snapshots,
             catalog: catalog_published,
             shard_count: n,
+            control: ControlHandle { tx: control_tx },
         })
     }
 
@@ -191,8 +267,41 @@ impl Runtime {
 }
 
 /// Per-shard periodic work, off the request path: metrics snapshots,
-/// retention, and interval fdatasyncs.
+/// retention, interval fdatasyncs, load samples and the stall probe.
 fn spawn_housekeeping(shard: Rc<Shard>) {
+    if let Some(sink) = shard.config.load_sink.clone() {
+        let s = shard.clone();
+        glommio::spawn_local(async move {
+            let mut differ = crate::load::LoadDiffer::default();
+            let mut last = std::time::Instant::now();
+            // The first sample only sets the baselines.
+            s.sample_load(&mut differ, Duration::ZERO);
+            while !s.shutdown_requested() {
+                glommio::timer::sleep(LOAD_SAMPLE_INTERVAL).await;
+                let now = std::time::Instant::now();
+                let sample = s.sample_load(&mut differ, now - last);
+                last = now;
+                if !sink.offer(sample) {
+                    s.metrics.borrow_mut().load_samples_dropped += 1;
+                }
+            }
+        })
+        .detach();
+    }
+    let s = shard.clone();
+    glommio::spawn_local(async move {
+        while !s.shutdown_requested() {
+            let started = std::time::Instant::now();
+            glommio::timer::sleep(REACTOR_PROBE_INTERVAL).await;
+            let late = started.elapsed().saturating_sub(REACTOR_PROBE_INTERVAL);
+            s.metrics
+                .borrow_mut()
+                .reactor_lag_us
+                .record(late.as_micros() as u64)
+                .ok();
+        }
+    })
+    .detach();
     let s = shard.clone();
     glommio::spawn_local(async move {
         while !s.shutdown_requested() {

@@ -22,11 +22,17 @@ use sprawl_storage::LogConfig;
 
 use crate::catalog::{TopicCatalog, TopicConfig};
 use crate::metrics::{PartitionSnapshot, ShardMetrics, ShardSnapshot};
+use crate::notify::LocalNotify;
 use crate::partition::{partition_dir, Partition};
 use crate::request::{
     MeshMessage, PartitionOffsets, ShardError, ShardReply, ShardRequest, ShardResult,
 };
-use crate::routing::owner_shard;
+
+mod moves;
+
+/// How long a request for a partition that is changing shards waits for the
+/// switch before answering with a retryable error.
+const MOVE_WAIT: Duration = Duration::from_secs(10);
 
 /// The shard that owns the topic catalog.
 pub const CATALOG_SHARD: usize = 0;
@@ -47,6 +53,9 @@ pub struct ShardConfig {
     pub disk_free_bytes_min: u64,
     /// Tiered storage, when an archive is configured.
     pub tiered: Option<TieredConfig>,
+    /// Where per-second load samples go (the node's load thread); `None`
+    /// samples nothing.
+    pub load_sink: Option<crate::load::LoadSink>,
 }
 
 /// Tiered storage settings shared by every shard.
@@ -85,6 +94,13 @@ pub struct Shard {
     disk_free_bytes: Cell<u64>,
     /// Archived chunks read back, shared by this shard's partitions.
     pub chunk_cache: Option<Rc<crate::cold::ChunkCache>>,
+    /// Woken whenever this shard adopts a catalog or a move ends, so
+    /// requests held at a fenced partition re-check its owner.
+    placement_changed: LocalNotify,
+    /// Whether this shard has opened the partitions of its first catalog:
+    /// until then a request for one of them waits instead of failing (a
+    /// peer shard may start serving while this one still recovers).
+    recovered: Cell<bool>,
 }
 
 impl Shard {
@@ -120,12 +136,58 @@ impl Shard {
                 .as_ref()
                 .map(|t| crate::cold::ChunkCache::new(t.cache_bytes)),
             config,
+            placement_changed: LocalNotify::default(),
+            recovered: Cell::new(false),
         })
     }
 
-    /// The shard that owns `partition` of `topic`.
+    /// The shard that owns `partition` of `topic`, as this shard's replica
+    /// of the catalog says (the hash, unless a move placed it elsewhere).
+    /// A stale answer is safe: the shard it names forwards the request.
     pub fn owner_of(&self, topic: &str, partition: u32) -> usize {
-        owner_shard(topic, partition, self.count)
+        self.catalog.borrow().owner(topic, partition, self.count)
+    }
+
+    /// Where a request for a partition runs: `None` here, `Some(shard)`
+    /// elsewhere (this shard's catalog moved it on). A partition being moved
+    /// away is held here until the move switches its owner (or fails), so
+    /// nothing starts on a log that is being handed over.
+    async fn route(&self, topic: &str, partition: u32) -> Result<Option<usize>, ShardError> {
+        let deadline = Instant::now() + MOVE_WAIT;
+        loop {
+            let changed = self.placement_changed.notified();
+            let held = {
+                let catalog = self.catalog.borrow();
+                catalog.check_partition(topic, partition)?;
+                let owner = catalog.owner(topic, partition, self.count);
+                if owner != self.id {
+                    return Ok(Some(owner));
+                }
+                let leaving = catalog
+                    .move_of(topic, partition)
+                    .is_some_and(|m| m.from as usize == self.id);
+                let open = self
+                    .partitions
+                    .borrow()
+                    .get(&(topic.to_string(), partition))
+                    .map(|p| p.is_fenced());
+                (leaving && open != Some(false)) || (open.is_none() && !self.recovered.get())
+            };
+            if !held {
+                return Ok(None);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ShardError::PartitionMoving(format!(
+                    "{topic}/{partition} did not reach its new shard within {} s",
+                    MOVE_WAIT.as_secs()
+                )));
+            }
+            futures_lite::future::or(changed, async {
+                glommio::timer::sleep(deadline - now).await;
+            })
+            .await;
+        }
     }
 
     /// This shard's replica of the catalog.
@@ -221,10 +283,16 @@ impl Shard {
             })
     }
 
-    /// Executes a request on this shard, which must own its target.
+    /// Executes a request on this shard, or forwards it to the partition's
+    /// owner when a move has placed it elsewhere since the sender looked.
     async fn handle(self: &Rc<Self>, request: ShardRequest) -> ShardResult {
         if self.shutdown_requested() {
             return Err(ShardError::ShuttingDown);
+        }
+        if let Some((topic, partition)) = request.partition_key() {
+            if let Some(owner) = self.route(topic, partition).await? {
+                return Box::pin(self.on(owner, request)).await;
+            }
         }
         match request {
             ShardRequest::Produce {
@@ -274,10 +342,16 @@ impl Shard {
                     let ready = p.data_ready.notified();
                     let fetched = p.read(offset, bytes_max).await?;
                     let now = Instant::now();
-                    if !fetched.batches.is_empty() || now >= deadline || self.shutdown_requested() {
+                    if !fetched.batches.is_empty()
+                        || now >= deadline
+                        || self.shutdown_requested()
+                        || p.is_fenced()
+                    {
                         let mut m = self.metrics.borrow_mut();
+                        let bytes_out = fetched.batches.iter().map(|b| b.len() as u64).sum::<u64>();
+                        p.load.bytes_out.set(p.load.bytes_out.get() + bytes_out);
                         m.fetch_requests += 1;
-                        m.bytes_out += fetched.batches.iter().map(|b| b.len() as u64).sum::<u64>();
+                        m.bytes_out += bytes_out;
                         m.messages_out += count_records_from(&fetched.batches, offset);
                         m.fetch_latency_us
                             .record(started.elapsed().as_micros() as u64)
@@ -341,6 +415,14 @@ impl Shard {
                 self.apply_catalog(catalog).await?;
                 Ok(ShardReply::Done)
             }
+            ShardRequest::MovePartition {
+                topic,
+                partition,
+                to,
+            } => self.move_partition(topic, partition, to).await,
+            ShardRequest::ReleasePartition { topic, partition } => {
+                self.release_partition(&topic, partition).await
+            }
         }
     }
 
@@ -370,14 +452,29 @@ impl Shard {
 
     /// Persists a new catalog, then makes every shard adopt it before answering.
     async fn commit_catalog(self: &Rc<Self>, next: TopicCatalog) -> ShardResult {
+        self.commit_catalog_to(next, None).await
+    }
+
+    /// [`Self::commit_catalog`], with shard `first` (a move's destination)
+    /// adopting it before the others, so it has the partition open before
+    /// anyone routes requests there.
+    async fn commit_catalog_to(
+        self: &Rc<Self>,
+        next: TopicCatalog,
+        first: Option<usize>,
+    ) -> ShardResult {
         let path = self.config.data_dir.join("topics.json");
         let to_save = next.clone();
         glommio::executor()
             .spawn_blocking(move || to_save.save(&path))
             .await
             .map_err(|e| ShardError::Storage(format!("saving the topic catalog: {e}")))?;
+        if let Some(first) = first {
+            self.on(first, ShardRequest::ApplyCatalog(next.clone()))
+                .await?;
+        }
         let mut acks = Vec::with_capacity(self.count);
-        for shard in 0..self.count {
+        for shard in (0..self.count).filter(|&s| Some(s) != first) {
             let me = self.clone();
             let c = next.clone();
             acks.push(glommio::spawn_local(async move {
@@ -430,7 +527,7 @@ impl Shard {
         for (topic, cfg) in &catalog.topics {
             for partition in 0..cfg.partitions {
                 let key = (topic.clone(), partition);
-                if self.owner_of(topic, partition) == self.id
+                if catalog.owner(topic, partition, self.count) == self.id
                     && !self.partitions.borrow().contains_key(&key)
                 {
                     to_open.push((key, cfg.clone()));
@@ -441,6 +538,7 @@ impl Shard {
         if self.id == CATALOG_SHARD {
             *self.catalog_published.lock().expect("catalog lock") = catalog;
         }
+        self.placement_changed.notify_all();
         for ((topic, partition), cfg) in to_open {
             // With tiered storage the log keeps everything until it is
             // archived; the cold tier applies retention across tiers.
@@ -474,6 +572,8 @@ impl Shard {
                 .borrow_mut()
                 .insert((topic, partition), Rc::new(p));
         }
+        self.recovered.set(true);
+        self.placement_changed.notify_all();
         Ok(())
     }
 
@@ -566,6 +666,8 @@ impl Shard {
             disk_alarm: self.disk_low(),
             produce_latency_us: Some(m.produce_latency_us.clone()),
             fetch_latency_us: Some(m.fetch_latency_us.clone()),
+            reactor_lag_us: Some(m.reactor_lag_us.clone()),
+            load_samples_dropped: m.load_samples_dropped,
             partitions,
         };
         *self.snapshot.lock().expect("snapshot lock") = snapshot;
@@ -638,6 +740,31 @@ impl Shard {
             p.sync().await?;
         }
         Ok(())
+    }
+
+    /// This shard's load since the previous call, diffed by `differ`.
+    pub fn sample_load(
+        &self,
+        differ: &mut crate::load::LoadDiffer,
+        interval: Duration,
+    ) -> crate::load::ShardLoadSample {
+        let busy = glommio::executor().executor_stats().total_runtime();
+        let busy_fraction = differ.busy_fraction(busy, interval);
+        let partitions = differ.diff(self.owned_partitions().iter().map(|p| {
+            let counters = crate::load::Counters {
+                messages_in: p.load.messages_in.get(),
+                bytes_in: p.load.bytes_in.get(),
+                bytes_out: p.load.bytes_out.get(),
+            };
+            ((p.topic.clone(), p.partition), counters, p.log.size_bytes())
+        }));
+        crate::load::ShardLoadSample {
+            unix_s: now_ms() / 1000,
+            shard: self.id,
+            interval,
+            busy_fraction,
+            partitions,
+        }
     }
 
     /// Offsets of one owned partition, for describe calls that reach the owner.

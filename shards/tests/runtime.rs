@@ -27,6 +27,7 @@ fn config(dir: &std::path::Path) -> RuntimeConfig {
             retention_check_ms: 60_000,
             disk_free_bytes_min: 0,
             tiered: None,
+            load_sink: None,
         },
     }
 }
@@ -63,7 +64,10 @@ where
     })
     .unwrap();
     runtime.wait_ready().unwrap();
-    done_rx.recv().expect("work finished");
+    // A panic on a shard thread would otherwise leave this waiting forever.
+    done_rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("work finished (or a shard panicked: see its output)");
     runtime.request_shutdown();
     runtime.join().unwrap();
 }
@@ -239,4 +243,224 @@ fn requests_reach_owners_and_survive_restart() {
         assert!(shard.catalog().get("events").is_none());
     });
     assert!(!dir.path().join("topics/events").exists());
+}
+
+/// Produces `count` batches of one record to `topic`/`partition` through
+/// whichever shard the catalog names each time, retrying the retryable
+/// answer a move gives; returns the acknowledged base offsets.
+async fn produce_through_moves(
+    shard: Rc<Shard>,
+    topic: &'static str,
+    partition: u32,
+    count: u32,
+) -> Vec<u64> {
+    let mut acked = Vec::new();
+    for i in 0..count {
+        loop {
+            let owner = shard.owner_of(topic, partition);
+            let r = shard
+                .on(
+                    owner,
+                    ShardRequest::Produce {
+                        topic: topic.into(),
+                        partition,
+                        batch: batch(partition, i),
+                        durable: i % 2 == 0,
+                    },
+                )
+                .await;
+            match r {
+                Ok(ShardReply::Produced { base_offset, .. }) => {
+                    acked.push(base_offset);
+                    break;
+                }
+                Err(ShardError::PartitionMoving(_)) => continue,
+                other => panic!("produce {i}: {other:?}"),
+            }
+        }
+    }
+    acked
+}
+
+fn create_topic(partitions: u32) -> ShardRequest {
+    ShardRequest::CreateTopic {
+        name: "moving".into(),
+        config: TopicConfig {
+            partitions,
+            retention_bytes: None,
+            retention_ms: None,
+            created_ms: 0,
+        },
+    }
+}
+
+#[test]
+fn partitions_move_between_shards_under_load_and_stay_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = owner_shard("moving", 0, 2);
+    with_runtime(dir.path(), move |shard| async move {
+        shard.on(0, create_topic(2)).await.unwrap();
+        let producer = glommio::spawn_local(produce_through_moves(shard.clone(), "moving", 0, 400));
+        // A long poll parked on the source must not sleep through a move.
+        let poller = {
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                let started = std::time::Instant::now();
+                let r = shard
+                    .on(
+                        shard.owner_of("moving", 1),
+                        ShardRequest::Fetch {
+                            topic: "moving".into(),
+                            partition: 1,
+                            offset: 0,
+                            bytes_max: 1 << 20,
+                            wait_ms: 1000,
+                        },
+                    )
+                    .await;
+                (r, started.elapsed())
+            })
+        };
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        let p1_home = shard.owner_of("moving", 1);
+        let moved = shard
+            .on(
+                0,
+                ShardRequest::MovePartition {
+                    topic: "moving".into(),
+                    partition: 1,
+                    to: 1 - p1_home,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(moved, ShardReply::Moved { from, to, .. } if from == p1_home && to == 1 - p1_home)
+        );
+        let (fetched, waited) = poller.await;
+        assert!(fetched.is_ok(), "{fetched:?}");
+        assert!(
+            waited < std::time::Duration::from_millis(900),
+            "long poll slept through the move: {waited:?}"
+        );
+
+        // Partition 0 goes back and forth while the producer runs.
+        for round in 0..4 {
+            let to = if round % 2 == 0 { 1 - home } else { home };
+            let r = shard
+                .on(
+                    0,
+                    ShardRequest::MovePartition {
+                        topic: "moving".into(),
+                        partition: 0,
+                        to,
+                    },
+                )
+                .await;
+            assert!(
+                matches!(r, Ok(ShardReply::Moved { .. })),
+                "round {round}: {r:?}"
+            );
+            assert_eq!(shard.owner_of("moving", 0), to);
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // A move to where it already is, or to no shard, is refused.
+        let same = shard
+            .on(
+                0,
+                ShardRequest::MovePartition {
+                    topic: "moving".into(),
+                    partition: 0,
+                    to: home,
+                },
+            )
+            .await;
+        assert!(
+            matches!(same, Err(ShardError::InvalidRequest(_))),
+            "{same:?}"
+        );
+        let acked = producer.await;
+        assert_eq!(
+            acked,
+            (0..400).collect::<Vec<u64>>(),
+            "every ack, in order, no gap"
+        );
+        // One more move back, so the restart below finds it off its hash shard.
+        shard
+            .on(
+                0,
+                ShardRequest::MovePartition {
+                    topic: "moving".into(),
+                    partition: 0,
+                    to: 1 - home,
+                },
+            )
+            .await
+            .unwrap();
+    });
+    // The placement survives a restart, with every record in order.
+    with_runtime(dir.path(), move |shard| async move {
+        assert_eq!(shard.owner_of("moving", 0), 1 - home);
+        let mut next = 0;
+        loop {
+            let r = shard
+                .on(
+                    shard.owner_of("moving", 0),
+                    ShardRequest::Fetch {
+                        topic: "moving".into(),
+                        partition: 0,
+                        offset: next,
+                        bytes_max: 1 << 20,
+                        wait_ms: 0,
+                    },
+                )
+                .await
+                .unwrap();
+            let ShardReply::Fetched { batches, .. } = r else {
+                panic!()
+            };
+            if batches.is_empty() {
+                break;
+            }
+            for b in &batches {
+                let view = BatchView::parse_exact(b).unwrap();
+                for record in view.records() {
+                    let record = record.unwrap();
+                    if record.offset < next {
+                        continue;
+                    }
+                    assert_eq!(record.offset, next);
+                    assert_eq!(record.value, format!("p0-m{next}").as_bytes());
+                    next += 1;
+                }
+            }
+        }
+        assert_eq!(next, 400);
+    });
+}
+
+#[test]
+fn a_move_left_unfinished_rolls_back_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = owner_shard("moving", 0, 2);
+    with_runtime(dir.path(), move |shard| async move {
+        shard.on(0, create_topic(1)).await.unwrap();
+        let acked = produce_through_moves(shard.clone(), "moving", 0, 10).await;
+        assert_eq!(acked.len(), 10);
+    });
+    // What a node killed between fencing and the switch leaves behind.
+    let path = dir.path().join("topics.json");
+    let mut catalog = TopicCatalog::load(&path).unwrap();
+    catalog.begin_move("moving", 0, 1 - home, 2, 0).unwrap();
+    catalog.save(&path).unwrap();
+    with_runtime(dir.path(), move |shard| async move {
+        assert!(
+            shard.catalog().moves().is_empty(),
+            "the intent is rolled back"
+        );
+        assert_eq!(shard.owner_of("moving", 0), home);
+        let acked = produce_through_moves(shard.clone(), "moving", 0, 1).await;
+        assert_eq!(acked, [10]);
+    });
+    assert!(TopicCatalog::load(&path).unwrap().moving.is_empty());
 }
