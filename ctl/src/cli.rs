@@ -117,8 +117,10 @@ pub enum NodeCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ForecastCommand {
-    /// Score the baseline forecasters on a `timestamp,value` CSV trace by
-    /// rolling-origin evaluation and name the one selected (lowest MASE).
+    /// Score the baseline forecasters and the learned model (`model(mlp)`,
+    /// trained only on the past at each origin) on a `timestamp,value` CSV
+    /// trace by rolling-origin evaluation, and name the one selected (lowest
+    /// MASE; the model only when it beats every baseline).
     Eval(ForecastEvalArgs),
 }
 

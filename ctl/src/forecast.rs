@@ -1,5 +1,5 @@
-//! `forecast eval`: the baseline forecasters scored on a CSV trace. Runs
-//! offline: no node, no connection.
+//! `forecast eval`: the baseline forecasters and the learned model scored on
+//! a CSV trace. Runs offline: no node, no connection.
 
 use anyhow::Context;
 use serde_json::json;

@@ -8,15 +8,35 @@
 //! Architecture invariant: a learned model is only ever selected when it
 //! beats every baseline here on the same evaluation (see [`select`]).
 
+mod adam;
 mod baselines;
 mod csv;
 mod evaluate;
+mod features;
+mod model;
+mod model_forecaster;
+mod online;
 mod period;
+mod rebalance;
+mod series;
+#[cfg(test)]
+mod synthetic;
 
 pub use baselines::{Ewma, Holt, LastValue, SeasonalNaive};
 pub use csv::{parse_csv, read_csv, CsvError, LineError};
 pub use evaluate::{evaluate, mape, mase, naive_mae, select, Score};
+pub use model::{GlobalModel, ModelConfig, ModelError, MODEL_NAME};
+pub use model_forecaster::{ModelForecaster, RetrainSchedule};
+pub use online::{OnlineSelector, Prediction, RollingScore, SelectorConfig, SelectorError};
 pub use period::{detect_period, LAG_MAX};
+pub use rebalance::{
+    AutoDecision, AutoPolicy, AutoRebalancer, HoldReason, Move, MoveBudget, PartitionId,
+    PartitionLoad, Plan, PlanError, RebalancePlanner, Strategy, UnknownStrategy,
+};
+pub use series::{
+    HistoryError, KeyParseError, LoadHistory, LoadRing, Resource, SampleError, Scope, ScopeKind,
+    SeriesKey, COARSE_SLOTS, COARSE_STEP_S, FINE_SLOTS,
+};
 
 /// A one-variable forecaster driven step by step.
 pub trait Forecaster {

@@ -9,13 +9,25 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     anchor: Instant,
+    /// Unix time of the anchor in nanoseconds, read together with it: for
+    /// what is aligned to the wall clock (burst windows, timeline seconds)
+    /// while every interval is still measured on the monotonic clock.
+    anchor_unix_ns: u64,
 }
 
 impl Clock {
     pub fn start() -> Self {
         Self {
             anchor: Instant::now(),
+            anchor_unix_ns: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
         }
+    }
+
+    /// Unix time (ns) of the instant `ns` after the anchor.
+    pub fn unix_ns_at(&self, ns: u64) -> u64 {
+        self.anchor_unix_ns.saturating_add(ns)
     }
 
     /// Nanoseconds since the anchor.

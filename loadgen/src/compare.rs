@@ -261,6 +261,7 @@ pub fn comparison_markdown(summaries: &[Summary], extras: &SuiteExtras) -> Strin
                 && s.workload.acks == "durable"
                 && !s.workload.open_loop
                 && s.workload.batch >= 64
+                && s.workload.scenario.is_none()
         })
         .max_by(|a, b| a.0.results.msgs_per_s.total_cmp(&b.0.results.msgs_per_s));
     if let Some((s, n, sync)) = best_durable {
@@ -286,7 +287,10 @@ pub fn comparison_markdown(summaries: &[Summary], extras: &SuiteExtras) -> Strin
             );
         }
     }
-    for (s, _, _) in sprawl_runs().filter(|(s, _, _)| s.workload.open_loop) {
+    // Targets hold at a steady rate; a shaped load is not one.
+    for (s, _, _) in
+        sprawl_runs().filter(|(s, _, _)| s.workload.open_loop && s.workload.scenario.is_none())
+    {
         let rate = s.workload.rate_per_s.unwrap_or(0.0);
         if s.workload.mode == "produce" {
             if let Some(p) = s.latency.get(PUBLISH_ACK) {
@@ -599,6 +603,7 @@ mod tests {
                 warmup_s: 1.0,
                 max_in_flight: 1000,
                 batches_in_flight: 1,
+                scenario: None,
             },
             results: Results {
                 msgs_per_s: msgs,

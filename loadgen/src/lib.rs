@@ -7,12 +7,17 @@
 //! an SVG plot).
 //!
 //! The measurement core is sans-IO and tested without a runtime:
-//! * [`schedule`]: open-loop send times and message sizes;
+//! * [`schedule`]: open-loop send times (following a rate curve) and
+//!   message sizes;
+//! * [`shape`], [`placement`]: load shapes (recorded traces, periodic
+//!   bursts) and skewed partition choice, for scenarios that exercise
+//!   rebalancing;
 //! * [`payload`]: the timestamp header every message carries;
 //! * [`recorder`]: latency histograms with coordinated-omission correction
 //!   (open loop measures from the *intended* send time);
-//! * [`stats`], [`report`], [`plot`], [`compare`]: percentiles, `.hgrm`
-//!   files, report and comparison building, the SVG.
+//! * [`stats`], [`report`], [`plot`], [`compare`], [`timeline`]:
+//!   percentiles, `.hgrm` files, report and comparison building, the SVG,
+//!   per-second load over time.
 //!
 //! [`driver`] is the one small trait both brokers implement; [`run`] drives
 //! workloads through it on tokio.
@@ -26,10 +31,13 @@ pub mod clock;
 pub mod compare;
 pub mod driver;
 pub mod payload;
+pub mod placement;
 pub mod plot;
 pub mod progress;
 pub mod recorder;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod shape;
 pub mod stats;
+pub mod timeline;

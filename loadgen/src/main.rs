@@ -11,8 +11,11 @@ use sprawl_loadgen::clock::{unix_now_secs, utc_date, utc_timestamp};
 use sprawl_loadgen::driver::nats::NatsBroker;
 use sprawl_loadgen::driver::sprawl::SprawlBroker;
 use sprawl_loadgen::driver::Broker;
-use sprawl_loadgen::report::{MachineInfo, Summary, Workload};
+use sprawl_loadgen::report::{
+    BurstScenario, HotScenario, MachineInfo, Scenario, Summary, TraceScenario, Workload,
+};
 use sprawl_loadgen::run::{execute, Mode, Outcome, Plan};
+use sprawl_loadgen::shape::Trace;
 use sprawl_loadgen::stats::Percentiles;
 
 /// Without --messages and --duration.
@@ -43,13 +46,70 @@ fn run_cli() -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         runtime.worker_threads(n);
     }
+    args.validate(mode).map_err(anyhow::Error::msg)?;
+    let trace = match &args.rate_trace {
+        Some(path) => {
+            // As a message: the error's Display already says what its
+            // source does, and `{:#}` would say it twice.
+            let rows = sprawl_forecast::read_csv(path)
+                .map_err(|e| anyhow::anyhow!("--rate-trace: {e}"))?;
+            let peak = args
+                .trace_peak_rate
+                .context("--rate-trace needs --trace-peak-rate")?;
+            Some(
+                Trace::new(&rows, args.trace_speedup, peak)
+                    .with_context(|| format!("--rate-trace {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let scenario = scenario(&args, trace.as_ref())?;
+    let plan = plan(mode, &args, trace)?;
     let runtime = runtime.build().context("starting the tokio runtime")?;
-    runtime.block_on(workload(mode, args))
+    runtime.block_on(workload(mode, args, plan, scenario))
 }
 
-fn plan(mode: Mode, a: &WorkloadArgs) -> Plan {
-    let open_loop = a.rate.is_some();
-    Plan {
+/// What summary.json and report.md record of the load shape.
+fn scenario(a: &WorkloadArgs, trace: Option<&Trace>) -> anyhow::Result<Option<Scenario>> {
+    let topics = a.topic_names();
+    let placements = a.placements().map_err(anyhow::Error::msg)?;
+    let scenario = Scenario {
+        rate_trace: a
+            .rate_trace
+            .as_ref()
+            .zip(trace)
+            .map(|(path, t)| TraceScenario {
+                path: path.display().to_string(),
+                samples: t.samples(),
+                speedup: a.trace_speedup,
+                peak_rate_per_s: a.trace_peak_rate.unwrap_or_default(),
+                mean_rate_per_s: t.mean_rate_per_s(),
+                pass_s: t.span_s(),
+            }),
+        bursts: a.burst_period.zip(a.burst_duration).zip(a.burst_rate).map(
+            |((period, duration), rate)| BurstScenario {
+                period_s: period.as_secs_f64(),
+                duration_s: duration.as_secs_f64(),
+                rate_per_s: rate,
+                topics: topics[..a.burst_topics.unwrap_or(a.topics)].to_vec(),
+            },
+        ),
+        hot_partitions: a.hot_share.map(|share| HotScenario {
+            share,
+            partitions: topics
+                .iter()
+                .zip(&placements)
+                .map(|(t, p)| (t.clone(), p.hot().unwrap_or_default().to_vec()))
+                .collect(),
+            on_shard: a.hot_on_shard.zip(a.node_shards),
+        }),
+    };
+    Ok((scenario != Scenario::default()).then_some(scenario))
+}
+
+fn plan(mode: Mode, a: &WorkloadArgs, trace: Option<Trace>) -> anyhow::Result<Plan> {
+    let open_loop = a.open_loop();
+    Ok(Plan {
         mode,
         producers: if mode == Mode::Consume {
             0
@@ -61,9 +121,7 @@ fn plan(mode: Mode, a: &WorkloadArgs) -> Plan {
         } else {
             a.consumers
         },
-        topics: (0..a.topics)
-            .map(|i| format!("{}-{i}", a.topic_prefix))
-            .collect(),
+        topics: a.topic_names(),
         partitions: a.partitions,
         sizes: a.size.clone(),
         batch: a.batch,
@@ -78,20 +136,25 @@ fn plan(mode: Mode, a: &WorkloadArgs) -> Plan {
             .duration
             .or(a.messages.is_none().then_some(DEFAULT_DURATION)),
         warmup: a.warmup,
-        rate: a.rate,
+        shape: a.load_shape(trace).map_err(anyhow::Error::msg)?,
+        placements: a.placements().map_err(anyhow::Error::msg)?,
         max_in_flight: a.max_in_flight.max(1),
         batches_in_flight: a.batches_in_flight.max(1),
         seed: a.seed,
         progress: !a.quiet,
-    }
+    })
 }
 
-async fn workload(mode: Mode, a: WorkloadArgs) -> anyhow::Result<()> {
-    let plan = plan(mode, &a);
+async fn workload(
+    mode: Mode,
+    a: WorkloadArgs,
+    plan: Plan,
+    scenario: Option<Scenario>,
+) -> anyhow::Result<()> {
     match &a.target {
         Some(url) if url.starts_with("nats://") => {
             let broker = Arc::new(NatsBroker::connect(url).await?);
-            finish(broker, mode, a.clone(), plan).await
+            finish(broker, mode, a.clone(), plan, scenario).await
         }
         Some(other) => anyhow::bail!("--target {other:?}: expected nats://HOST:PORT"),
         None => {
@@ -100,7 +163,7 @@ async fn workload(mode: Mode, a: WorkloadArgs) -> anyhow::Result<()> {
                 "give the node's CA certificate with --ca (a node's own is <data-dir>/tls/cert.pem), or --insecure"
             );
             let broker = Arc::new(SprawlBroker::connect(&a.node, a.ca.clone()).await?);
-            finish(broker, mode, a.clone(), plan).await
+            finish(broker, mode, a.clone(), plan, scenario).await
         }
     }
 }
@@ -110,6 +173,7 @@ async fn finish<B: Broker>(
     mode: Mode,
     a: WorkloadArgs,
     plan: Plan,
+    scenario: Option<Scenario>,
 ) -> anyhow::Result<()> {
     let started = unix_now_secs();
     let target = broker.target();
@@ -130,13 +194,14 @@ async fn finish<B: Broker>(
         batch: plan.batch,
         linger_ms: plan.linger.as_secs_f64() * 1e3,
         acks: plan.acks.to_string(),
-        open_loop: plan.rate.is_some(),
-        rate_per_s: plan.rate,
+        open_loop: plan.shape.is_some(),
+        rate_per_s: a.rate,
         messages: plan.messages,
         duration_s: plan.duration.map(|d| d.as_secs_f64()),
         warmup_s: plan.warmup.as_secs_f64(),
         max_in_flight: plan.max_in_flight,
         batches_in_flight: plan.batches_in_flight,
+        scenario,
     };
     let topics = plan.topics.clone();
     let partitions = plan.partitions;
@@ -144,6 +209,7 @@ async fn finish<B: Broker>(
         results,
         histograms,
         stored,
+        timeline,
     } = execute(broker.clone(), plan).await?;
     if a.delete_topics {
         broker.delete(&topics, partitions).await?;
@@ -189,7 +255,8 @@ async fn finish<B: Broker>(
         );
     }
     if !a.no_report {
-        summary.write(&report_dir, &histograms)?;
+        let csv = timeline.map(|t| t.csv(&topics));
+        summary.write(&report_dir, &histograms, csv.as_deref())?;
         eprintln!("wrote {}", report_dir.display());
     }
     Ok(())

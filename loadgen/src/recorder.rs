@@ -80,7 +80,7 @@ fn micros(ns: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::OpenLoopSchedule;
+    use crate::schedule::{ConstantRate, OpenLoopSchedule};
 
     const MS: u64 = 1_000_000;
 
@@ -91,7 +91,7 @@ mod tests {
     fn simulate() -> LatencyRecorder {
         let service_ns = 100_000;
         let (stall_from, stall_to) = (5_000 * MS, 6_000 * MS);
-        let mut schedule = OpenLoopSchedule::new(0, 1000.0);
+        let mut schedule = OpenLoopSchedule::new(0, ConstantRate(1000.0), 0.0);
         let mut rec = LatencyRecorder::new(true, 0);
         let mut now = 0;
         while now < 10_000 * MS {

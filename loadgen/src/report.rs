@@ -1,6 +1,7 @@
 //! What a run produced: `summary.json` (the machine-readable record), one
 //! `.hgrm` percentile distribution per latency kind, `report.md` (command,
-//! machine, tables) and `latency.svg`.
+//! machine, tables), `latency.svg` and, when producers ran, `timeline.csv`
+//! (see [`crate::timeline`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -88,6 +89,58 @@ pub struct Workload {
     /// Sprawl: batches per partition in flight per producer.
     #[serde(default)]
     pub batches_in_flight: usize,
+    /// A load shape beyond a steady rate spread evenly (trace, bursts,
+    /// hot partitions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<Scenario>,
+}
+
+/// The load-shape parameters of a run, as given and as resolved.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_trace: Option<TraceScenario>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bursts: Option<BurstScenario>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hot_partitions: Option<HotScenario>,
+}
+
+/// `--rate-trace`: the total rate follows a recorded trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceScenario {
+    pub path: String,
+    pub samples: usize,
+    /// Trace seconds per second of the run.
+    pub speedup: f64,
+    /// The trace's largest value becomes this rate.
+    pub peak_rate_per_s: f64,
+    /// The average over one pass of the trace.
+    pub mean_rate_per_s: f64,
+    /// Seconds of the run one pass takes (it then repeats).
+    pub pass_s: f64,
+}
+
+/// `--burst-*`: periodic bursts on some topics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BurstScenario {
+    /// Windows start at multiples of the period in Unix time.
+    pub period_s: f64,
+    pub duration_s: f64,
+    /// The bursting topics together, during a burst.
+    pub rate_per_s: f64,
+    pub topics: Vec<String>,
+}
+
+/// `--hot-*`: a share of each topic's messages to a few partitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HotScenario {
+    pub share: f64,
+    /// Topic → its hot partitions.
+    pub partitions: BTreeMap<String, Vec<u32>>,
+    /// With --hot-on-shard: the shard whose partitions are hot, of how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_shard: Option<(usize, usize)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -115,6 +168,9 @@ pub struct Results {
     pub loadgen_cpu_s: f64,
     /// The first failure, if any failed.
     pub first_error: Option<String>,
+    /// Acknowledged per topic, warm-up included (empty without producers).
+    #[serde(default)]
+    pub acked_by_topic: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -235,11 +291,11 @@ impl Summary {
         );
         let _ = writeln!(md, "Durability: {}\n", self.target.durability);
         let _ = writeln!(md, "## Workload\n");
-        let rate = w
-            .rate_per_s
-            .map_or("closed loop (max speed)".to_string(), |r| {
-                format!("open loop at {} msgs/s", thousands(r.round() as u64))
-            });
+        let rate = match (w.open_loop, w.rate_per_s) {
+            (false, _) => "closed loop (max speed)".to_string(),
+            (true, Some(r)) => format!("open loop at {} msgs/s", thousands(r.round() as u64)),
+            (true, None) => "open loop, following a trace".to_string(),
+        };
         let _ = writeln!(
             md,
             "{} · {} producers, {} consumers · {} topics × {} partitions · size {} B · batch {} · linger {} ms · acks {} · {} · {} batches in flight per partition (Sprawl) · warm-up {} s · {}\n",
@@ -261,6 +317,9 @@ impl Summary {
                 (None, None) => "until done".into(),
             }
         );
+        if let Some(sc) = &w.scenario {
+            let _ = writeln!(md, "### Load shape\n\n{}", sc.markdown());
+        }
         let _ = writeln!(md, "## Machine\n\n{}", self.machine.markdown);
         let _ = writeln!(md, "## Results\n\n{}", self.tables());
         if let Some(s) = &self.stored {
@@ -274,6 +333,18 @@ impl Summary {
         }
         if let Some(e) = &self.results.first_error {
             let _ = writeln!(md, "First failure: `{e}`\n");
+        }
+        if !self.results.acked_by_topic.is_empty() {
+            let _ = writeln!(
+                md,
+                "Acknowledged per topic: {}. Per second (due, acked in total and per topic, publish→ack p50/p99/max): [`timeline.csv`](timeline.csv).\n",
+                self.results
+                    .acked_by_topic
+                    .iter()
+                    .map(|(t, n)| format!("{t} {}", thousands(*n)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         if !self.latency.is_empty() {
             let _ = writeln!(
@@ -290,12 +361,13 @@ impl Summary {
         md
     }
 
-    /// Writes `summary.json`, `report.md`, a `.hgrm` file per latency kind
-    /// and, if any kind has samples, `latency.svg`.
+    /// Writes `summary.json`, `report.md`, a `.hgrm` file per latency kind,
+    /// `timeline.csv` if given and, if any kind has samples, `latency.svg`.
     pub fn write(
         &self,
         dir: &Path,
         histograms: &BTreeMap<String, Histogram<u64>>,
+        timeline_csv: Option<&str>,
     ) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let write = |name: &str, text: &str| {
@@ -307,6 +379,9 @@ impl Summary {
             write(&format!("{kind}.hgrm"), &hgrm(h))?;
         }
         write("report.md", &self.markdown())?;
+        if let Some(csv) = timeline_csv {
+            write("timeline.csv", csv)?;
+        }
         let series: Vec<Series> = KINDS
             .iter()
             .filter_map(|k| histograms.get(*k).map(|h| (k, h)))
@@ -322,6 +397,52 @@ impl Summary {
             write("latency.svg", &latency_by_percentile_svg(&title, &series)?)?;
         }
         Ok(())
+    }
+}
+
+impl Scenario {
+    /// One line per part of the shape (Markdown list).
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        if let Some(t) = &self.rate_trace {
+            let _ = writeln!(
+                md,
+                "- total rate from the trace `{}` ({} samples) at {}× speed, peak {} msgs/s, mean {} msgs/s, one pass in {:.0} s (then it repeats)",
+                t.path,
+                t.samples,
+                t.speedup,
+                thousands(t.peak_rate_per_s.round() as u64),
+                thousands(t.mean_rate_per_s.round() as u64),
+                t.pass_s
+            );
+        }
+        if let Some(b) = &self.bursts {
+            let _ = writeln!(
+                md,
+                "- bursts of {} s every {} s (aligned to Unix time) on {}: {} msgs/s together during a burst",
+                b.duration_s,
+                b.period_s,
+                b.topics.join(", "),
+                thousands(b.rate_per_s.round() as u64)
+            );
+        }
+        if let Some(h) = &self.hot_partitions {
+            let on = h.on_shard.map_or(String::new(), |(k, s)| {
+                format!(" (those on shard {k} of {s} at first)")
+            });
+            let parts: Vec<String> = h
+                .partitions
+                .iter()
+                .map(|(t, p)| format!("{t}: {p:?}"))
+                .collect();
+            let _ = writeln!(
+                md,
+                "- {:.0}% of each topic's messages to its hot partitions{on}: {}",
+                h.share * 100.0,
+                parts.join("; ")
+            );
+        }
+        md
     }
 }
 

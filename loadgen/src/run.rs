@@ -4,8 +4,11 @@
 //!
 //! Closed loop: each producer sends a window of `batch` messages, flushes,
 //! and awaits their acks before the next window. Open loop: one pacing
-//! thread walks the [`OpenLoopSchedule`] of the total rate and hands each
-//! due message to producer `k % P`; a collector task per producer awaits
+//! thread walks one [`OpenLoopSchedule`] per topic (each following the
+//! topic's rate curve from the [`LoadShape`]), always sending the message
+//! due first; a topic's windows of `batch` messages go to one partition
+//! (see [`PartitionChoice`]) and are dealt to the producers in turn, so each
+//! window fills one client batch; a collector task per producer awaits
 //! the acks. The pacer sleeps with 1 ns timer slack (tokio's timer has
 //! 1 ms granularity, which would add up to 1 ms of pacing error to every
 //! corrected sample), and when a producer has `max_in_flight` messages
@@ -27,12 +30,15 @@ use crate::driver::{
     Ack, AckLevel, Broker, PartitionState, Publisher, PublisherSettings, StartAt, Subscriber,
 };
 use crate::payload::Stamp;
+use crate::placement::PartitionChoice;
 use crate::progress::{lock, report_progress, Live};
 use crate::recorder::LatencyRecorder;
 use crate::report::{
     Results, Stored, END_TO_END, END_TO_END_UNCORRECTED, PUBLISH_ACK, PUBLISH_ACK_UNCORRECTED,
 };
 use crate::schedule::{OpenLoopSchedule, SizeDist, SplitMix64};
+use crate::shape::{LoadShape, TopicRate};
+use crate::timeline::Timeline;
 
 /// How long consumers keep reading after the producers are done, for
 /// messages still on their way.
@@ -73,8 +79,10 @@ pub struct Plan {
     pub messages: Option<u64>,
     pub duration: Option<Duration>,
     pub warmup: Duration,
-    /// Open loop at this many messages per second in total.
-    pub rate: Option<f64>,
+    /// Open loop: each topic's target rate over time. `None`: closed loop.
+    pub shape: Option<LoadShape>,
+    /// Per topic: which partition each window of messages goes to.
+    pub placements: Vec<PartitionChoice>,
     /// Per producer.
     pub max_in_flight: usize,
     /// Sprawl: batches per partition in flight per producer.
@@ -88,6 +96,9 @@ pub struct Outcome {
     pub results: Results,
     pub histograms: BTreeMap<String, Histogram<u64>>,
     pub stored: Stored,
+    /// Per second: due, acked (per topic), latency; `None` without
+    /// producers.
+    pub timeline: Option<Timeline>,
 }
 
 /// State shared by every task of a run.
@@ -113,14 +124,27 @@ impl Run {
         self.stop_at_ns.is_some_and(|s| ns >= s)
     }
 
-    /// Where message `k` of producer `i` goes: a window of `batch`
-    /// messages at a time to one partition, windows spread over all.
-    fn destination(&self, i: usize, k: u64) -> (&str, u32) {
+    /// Closed loop: where message `k` of producer `i` goes (topic index,
+    /// partition). A window of `batch` messages at a time to one partition;
+    /// the producers' windows take the topics in turn, and each topic's
+    /// windows (numbered across producers) its partitions.
+    fn destination(&self, i: usize, k: u64) -> (usize, u32) {
         let p = &self.plan;
         let slot = i as u64 + (k / p.batch as u64) * p.producers as u64;
-        let topic = &p.topics[(slot % p.topics.len() as u64) as usize];
-        let partition = ((slot / p.topics.len() as u64) % u64::from(p.partitions)) as u32;
-        (topic, partition)
+        let topics = p.topics.len() as u64;
+        let topic = (slot % topics) as usize;
+        (topic, p.placements[topic].partition(slot / topics))
+    }
+
+    /// An empty tally (with an empty timeline of this run).
+    fn tally(&self) -> Tally {
+        Tally {
+            measured_messages: 0,
+            measured_bytes: 0,
+            last_ns: 0,
+            first_error: None,
+            timeline: Timeline::new(self.clock.unix_ns_at(0)),
+        }
     }
 
     fn payload(
@@ -142,12 +166,13 @@ impl Run {
 }
 
 /// One task's tally.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Tally {
     measured_messages: u64,
     measured_bytes: u64,
     last_ns: u64,
     first_error: Option<String>,
+    timeline: Timeline,
 }
 
 impl Tally {
@@ -165,6 +190,7 @@ impl Tally {
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
+        self.timeline.merge(&other.timeline);
     }
 }
 
@@ -180,6 +206,12 @@ pub async fn execute<B: Broker>(broker: Arc<B>, plan: Plan) -> anyhow::Result<Ou
     );
     anyhow::ensure!(plan.batch > 0, "batch must be at least 1");
     anyhow::ensure!(
+        plan.placements.len() == plan.topics.len(),
+        "{} partition choices for {} topics",
+        plan.placements.len(),
+        plan.topics.len()
+    );
+    anyhow::ensure!(
         plan.sizes.min() >= crate::payload::HEADER_BYTES || plan.mode == Mode::Consume,
         "messages must be at least {} bytes (their timestamp header)",
         crate::payload::HEADER_BYTES
@@ -188,7 +220,7 @@ pub async fn execute<B: Broker>(broker: Arc<B>, plan: Plan) -> anyhow::Result<Ou
         broker.prepare(&plan.topics, plan.partitions).await?;
     }
     let before = broker.stored(&plan.topics, plan.partitions).await?;
-    let open_loop = plan.rate.is_some();
+    let open_loop = plan.shape.is_some();
     let live = Arc::new(Live::default());
 
     // Subscriptions are open before the clock starts, so that pubsub's
@@ -283,9 +315,9 @@ pub async fn execute<B: Broker>(broker: Arc<B>, plan: Plan) -> anyhow::Result<Ou
             live.watch(r.clone());
         }
     }
-    let mut produced = Tally::default();
+    let mut produced = run.tally();
     if !publishers.is_empty() {
-        let tallies = match run.plan.rate {
+        let tallies = match run.plan.shape.clone() {
             None => {
                 let tasks: Vec<_> = publishers
                     .iter()
@@ -301,8 +333,8 @@ pub async fn execute<B: Broker>(broker: Arc<B>, plan: Plan) -> anyhow::Result<Ou
                 }
                 tallies
             }
-            Some(rate) => {
-                open_loop_producers(run.clone(), rate, &publishers, &ack_recorders).await?
+            Some(shape) => {
+                open_loop_producers(run.clone(), shape, &publishers, &ack_recorders).await?
             }
         };
         for t in tallies {
@@ -320,7 +352,7 @@ pub async fn execute<B: Broker>(broker: Arc<B>, plan: Plan) -> anyhow::Result<Ou
         }
         let _ = stop_consumers.send(true);
     }
-    let mut consumed = Tally::default();
+    let mut consumed = run.tally();
     for t in consumer_tasks {
         consumed.add(t.await.context("consumer task")?);
     }
@@ -371,6 +403,16 @@ pub async fn execute<B: Broker>(broker: Arc<B>, plan: Plan) -> anyhow::Result<Ou
     };
     let elapsed_s = counted.last_ns.saturating_sub(measure_from_ns) as f64 / 1e9;
     let per_s = |n: f64| if elapsed_s > 0.0 { n / elapsed_s } else { 0.0 };
+    let acked_by_topic = if publishers.is_empty() {
+        BTreeMap::new()
+    } else {
+        run.plan
+            .topics
+            .iter()
+            .cloned()
+            .zip(produced.timeline.acked_per_topic(run.plan.topics.len()))
+            .collect()
+    };
     let results = Results {
         sent_total: live.sent.load(Ordering::Relaxed),
         acked_total: live.acked.load(Ordering::Relaxed),
@@ -384,6 +426,7 @@ pub async fn execute<B: Broker>(broker: Arc<B>, plan: Plan) -> anyhow::Result<Ou
         active_s: active_ns as f64 / 1e9,
         loadgen_cpu_s: process_cpu_s() - cpu_start_s,
         first_error: produced.first_error.or(consumed.first_error),
+        acked_by_topic,
     };
     Ok(Outcome {
         results,
@@ -394,6 +437,7 @@ pub async fn execute<B: Broker>(broker: Arc<B>, plan: Plan) -> anyhow::Result<Ou
             bytes_before,
             bytes_after,
         },
+        timeline: (!publishers.is_empty()).then_some(produced.timeline),
     })
 }
 
@@ -443,13 +487,14 @@ async fn closed_loop<P: Publisher>(
     recorder: Arc<Mutex<LatencyRecorder>>,
 ) -> Tally {
     let mut rng = SplitMix64::new(run.plan.seed ^ (i as u64).wrapping_mul(0x9e37));
-    let mut tally = Tally::default();
+    let mut tally = run.tally();
     let mut window: Vec<(u64, usize, Ack)> = Vec::with_capacity(run.plan.batch);
     let mut done_ns = Vec::with_capacity(run.plan.batch);
     let mut k = 0u64;
     let mut finished = false;
     while !finished && !run.past_end(run.clock.now_ns()) {
-        let (topic, partition) = run.destination(i, k);
+        let (t, partition) = run.destination(i, k);
+        let topic = &run.plan.topics[t];
         for _ in 0..run.plan.batch {
             let now = run.clock.now_ns();
             if now >= run.measure_from_ns && !run.claim() {
@@ -459,6 +504,7 @@ async fn closed_loop<P: Publisher>(
             let (payload, size) = run.payload(&mut rng, k, now, now);
             k += 1;
             run.live.sent.fetch_add(1, Ordering::Relaxed);
+            tally.timeline.due(now);
             match publisher.publish(topic, partition, payload).await {
                 Ok(ack) => window.push((now, size, ack)),
                 Err(e) => tally.fail(&run.live, &e),
@@ -473,6 +519,7 @@ async fn closed_loop<P: Publisher>(
             match outcome {
                 Ok(()) => {
                     run.live.acked.fetch_add(1, Ordering::Relaxed);
+                    tally.timeline.acked(t, sent_ns, now);
                     done_ns.push((sent_ns, now));
                     if sent_ns >= run.measure_from_ns {
                         tally.measured_messages += 1;
@@ -498,6 +545,8 @@ async fn closed_loop<P: Publisher>(
 
 /// A message handed to the client, awaiting its ack.
 struct Pending {
+    /// Topic index.
+    topic: usize,
     intended_ns: u64,
     sent_ns: u64,
     size: usize,
@@ -507,7 +556,7 @@ struct Pending {
 /// Open loop: the pacing thread and one ack collector per producer.
 async fn open_loop_producers<P: Publisher>(
     run: Arc<Run>,
-    rate: f64,
+    shape: LoadShape,
     publishers: &[Arc<P>],
     recorders: &[Arc<Mutex<LatencyRecorder>>],
 ) -> anyhow::Result<Vec<Tally>> {
@@ -529,7 +578,7 @@ async fn open_loop_producers<P: Publisher>(
     let pacer_run = run.clone();
     let pacer = std::thread::Builder::new()
         .name("loadgen-pacer".into())
-        .spawn(move || pace(pacer_run, rate, handle, publishers, senders, in_flight))
+        .spawn(move || pace(pacer_run, shape, handle, publishers, senders, in_flight))
         .context("starting the pacing thread")?;
     let mut tallies = Vec::new();
     for c in collectors {
@@ -545,7 +594,7 @@ async fn open_loop_producers<P: Publisher>(
 /// The pacing thread: sends each message when it falls due.
 fn pace<P: Publisher>(
     run: Arc<Run>,
-    rate: f64,
+    shape: LoadShape,
     handle: tokio::runtime::Handle,
     publishers: Vec<Arc<P>>,
     senders: Vec<tokio::sync::mpsc::UnboundedSender<Pending>>,
@@ -556,14 +605,37 @@ fn pace<P: Publisher>(
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
-    let producers = publishers.len() as u64;
-    let mut tally = Tally::default();
+    let mut tally = run.tally();
     let mut rng = SplitMix64::new(run.plan.seed);
-    let mut schedule = OpenLoopSchedule::new(run.clock.now_ns(), rate);
+    let start_ns = run.clock.now_ns();
+    let start_unix_ns = run.clock.unix_ns_at(start_ns);
+    let topics = run.plan.topics.len();
+    // Phases i/T: topics at equal rates take turns instead of all falling
+    // due at the same instant.
+    let mut schedules: Vec<OpenLoopSchedule<TopicRate>> = (0..topics)
+        .map(|t| {
+            OpenLoopSchedule::new(
+                start_ns,
+                shape.topic_rate(t, start_unix_ns),
+                t as f64 / topics as f64,
+            )
+        })
+        .collect();
+    // Per topic: its current window and the producer sending it.
+    let mut windows: Vec<Option<(u64, usize)>> = vec![None; topics];
+    let mut windows_dealt = 0usize;
     let mut counts = vec![0u64; publishers.len()];
     loop {
-        let due = schedule.next_due_ns();
-        if run.past_end(due) || run.live.failed.load(Ordering::Relaxed) > PRODUCER_FAILURES_MAX {
+        let (t, due) = schedules
+            .iter()
+            .map(OpenLoopSchedule::next_due_ns)
+            .enumerate()
+            .min_by_key(|&(_, due)| due)
+            .expect("at least one topic");
+        if due == u64::MAX
+            || run.past_end(due)
+            || run.live.failed.load(Ordering::Relaxed) > PRODUCER_FAILURES_MAX
+        {
             break;
         }
         let now = run.clock.now_ns();
@@ -571,27 +643,38 @@ fn pace<P: Publisher>(
             std::thread::sleep(Duration::from_nanos((due - now).min(10_000_000)));
             continue;
         }
-        let i = (schedule.next_index() % producers) as usize;
+        let w = schedules[t].next_index() / run.plan.batch as u64;
+        let i = match windows[t] {
+            Some((current, i)) if current == w => i,
+            _ => {
+                let i = windows_dealt % publishers.len();
+                windows_dealt += 1;
+                windows[t] = Some((w, i));
+                i
+            }
+        };
         if in_flight[i].load(Ordering::Acquire) >= run.plan.max_in_flight {
             // Over the in-flight bound: the message stays due and goes out
             // late; its latency counts from the due time.
             std::thread::sleep(Duration::from_micros(50));
             continue;
         }
-        let intended_ns = schedule.take_due(now).expect("due");
+        let intended_ns = schedules[t].take_due(now).expect("due");
         if intended_ns >= run.measure_from_ns && !run.claim() {
             break;
         }
+        tally.timeline.due(intended_ns);
         let k = counts[i];
         counts[i] += 1;
-        let (topic, partition) = run.destination(i, k);
+        let partition = run.plan.placements[t].partition(w);
         let sent_ns = run.clock.now_ns();
         let (payload, size) = run.payload(&mut rng, k, intended_ns, sent_ns);
         run.live.sent.fetch_add(1, Ordering::Relaxed);
-        match handle.block_on(publishers[i].publish(topic, partition, payload)) {
+        match handle.block_on(publishers[i].publish(&run.plan.topics[t], partition, payload)) {
             Ok(ack) => {
                 in_flight[i].fetch_add(1, Ordering::AcqRel);
                 let _ = senders[i].send(Pending {
+                    topic: t,
                     intended_ns,
                     sent_ns,
                     size,
@@ -612,7 +695,7 @@ async fn collect_acks(
     in_flight: Arc<AtomicUsize>,
 ) -> Tally {
     let clock = run.clock;
-    let mut tally = Tally::default();
+    let mut tally = run.tally();
     let mut acks = FuturesUnordered::new();
     let mut open = true;
     loop {
@@ -620,15 +703,16 @@ async fn collect_acks(
             m = rx.recv(), if open => match m {
                 Some(p) => acks.push(async move {
                     let outcome = p.ack.await;
-                    (p.intended_ns, p.sent_ns, p.size, outcome, clock.now_ns())
+                    (p.topic, p.intended_ns, p.sent_ns, p.size, outcome, clock.now_ns())
                 }),
                 None => open = false,
             },
-            Some((intended, sent, size, outcome, done)) = acks.next(), if !acks.is_empty() => {
+            Some((topic, intended, sent, size, outcome, done)) = acks.next(), if !acks.is_empty() => {
                 in_flight.fetch_sub(1, Ordering::AcqRel);
                 match outcome {
                     Ok(()) => {
                         run.live.acked.fetch_add(1, Ordering::Relaxed);
+                        tally.timeline.acked(topic, intended, done);
                         if lock(&recorder).record(intended, sent, done) {
                             tally.measured_messages += 1;
                             tally.measured_bytes += size as u64;
@@ -655,7 +739,7 @@ async fn consume<S: Subscriber>(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Tally {
     let pubsub = run.plan.mode == Mode::Pubsub;
-    let mut tally = Tally::default();
+    let mut tally = run.tally();
     let mut read = 0u64;
     loop {
         if !pubsub && (read >= expected || run.past_end(run.clock.now_ns())) {

@@ -1,7 +1,10 @@
 //! When open-loop messages are due, and how large each message is.
 //!
-//! Open loop: message `k` is due at `start + k / rate`, whatever happened to
-//! the messages before it. A sender that falls behind sends the due
+//! Open loop: a stream of messages follows a rate curve (messages per
+//! second as a function of time, see [`RateCurve`]); message `k` is due at
+//! the first time the curve's integral since the start reaches `k` (plus a
+//! fixed phase), whatever happened to the messages before it. At a constant
+//! rate that is `start + k / rate`. A sender that falls behind sends the due
 //! messages late, and each one's latency is then measured from its due time
 //! (see [`crate::recorder`]): that is the correction for coordinated
 //! omission.
@@ -9,26 +12,106 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// Due times of an open-loop stream of messages at a fixed rate.
-#[derive(Debug, Clone)]
-pub struct OpenLoopSchedule {
-    start_ns: u64,
-    interval_ns: f64,
-    next: u64,
+/// Pieces one search for a due time may cross before it concludes that the
+/// curve stays at zero: a bound on the work, not a limit any real load
+/// shape comes near (a trace wraps around after its few thousand samples).
+const PIECES_PER_SEARCH_MAX: usize = 1_000_000;
+
+/// A stretch of a rate curve over which the rate is linear in time: from
+/// the time it was asked for (`t_s`) until `until_s`, the rate is
+/// `rate_per_s + slope_per_s2 * (t - t_s)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Piece {
+    pub rate_per_s: f64,
+    pub slope_per_s2: f64,
+    /// Where the next piece starts (may be infinite).
+    pub until_s: f64,
 }
 
-impl OpenLoopSchedule {
-    /// Messages at `rate_per_s`, the first due at `start_ns`.
-    pub fn new(start_ns: u64, rate_per_s: f64) -> Self {
-        assert!(
-            rate_per_s.is_finite() && rate_per_s > 0.0,
-            "rate {rate_per_s} must be positive"
-        );
+impl Piece {
+    pub fn constant(rate_per_s: f64, until_s: f64) -> Self {
         Self {
-            start_ns,
-            interval_ns: 1e9 / rate_per_s,
-            next: 0,
+            rate_per_s,
+            slope_per_s2: 0.0,
+            until_s,
         }
+    }
+
+    /// The same rate, ending at `until_s` if that is earlier.
+    pub fn until(self, until_s: f64) -> Self {
+        Self {
+            until_s: self.until_s.min(until_s),
+            ..self
+        }
+    }
+
+    /// Every rate multiplied by `factor`.
+    pub fn scaled(self, factor: f64) -> Self {
+        Self {
+            rate_per_s: self.rate_per_s * factor,
+            slope_per_s2: self.slope_per_s2 * factor,
+            ..self
+        }
+    }
+}
+
+/// Messages per second as a function of the seconds since the start of a
+/// stream: piecewise linear, possibly with jumps between pieces, never
+/// negative.
+pub trait RateCurve {
+    /// The piece that holds at `t_s` (≥ 0), starting there.
+    fn piece_at(&self, t_s: f64) -> Piece;
+
+    fn rate_at(&self, t_s: f64) -> f64 {
+        self.piece_at(t_s).rate_per_s
+    }
+}
+
+/// The same rate forever.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConstantRate(pub f64);
+
+impl RateCurve for ConstantRate {
+    fn piece_at(&self, _t_s: f64) -> Piece {
+        Piece::constant(self.0, f64::INFINITY)
+    }
+}
+
+/// Due times of an open-loop stream of messages that follows a rate curve.
+#[derive(Debug, Clone)]
+pub struct OpenLoopSchedule<C> {
+    start_ns: u64,
+    curve: C,
+    /// Message `k` is due when the integral reaches `k + phase`.
+    phase: f64,
+    /// A piece boundary already crossed (seconds since `start_ns`) and the
+    /// integral of the curve up to it. Due times are solved from here, so
+    /// rounding does not accumulate message by message.
+    anchor_s: f64,
+    anchor_count: f64,
+    next: u64,
+    /// Cached: when message `next` is due; `None` if the curve stays at 0.
+    next_due_ns: Option<u64>,
+}
+
+impl<C: RateCurve> OpenLoopSchedule<C> {
+    /// Messages following `curve` from `start_ns`; message `k` is due when
+    /// the curve's integral reaches `k + phase` (phase in `0..1`, so
+    /// streams of equal rates can interleave instead of all falling due at
+    /// once).
+    pub fn new(start_ns: u64, curve: C, phase: f64) -> Self {
+        assert!((0.0..1.0).contains(&phase), "phase {phase} must be in 0..1");
+        let mut s = Self {
+            start_ns,
+            curve,
+            phase,
+            anchor_s: 0.0,
+            anchor_count: 0.0,
+            next: 0,
+            next_due_ns: None,
+        };
+        s.next_due_ns = s.solve_next();
+        s
     }
 
     /// Index of the next message.
@@ -36,18 +119,61 @@ impl OpenLoopSchedule {
         self.next
     }
 
-    /// When the next message is due.
+    /// When the next message is due (`u64::MAX`: never, the rate stays at
+    /// zero).
     pub fn next_due_ns(&self) -> u64 {
-        self.start_ns + (self.next as f64 * self.interval_ns) as u64
+        self.next_due_ns.unwrap_or(u64::MAX)
     }
 
     /// The next message's due time if it is due at `now_ns`, and moves on.
     pub fn take_due(&mut self, now_ns: u64) -> Option<u64> {
-        let due = self.next_due_ns();
-        (due <= now_ns).then(|| {
-            self.next += 1;
-            due
-        })
+        let due = self.next_due_ns.filter(|&d| d <= now_ns)?;
+        self.next += 1;
+        self.next_due_ns = self.solve_next();
+        Some(due)
+    }
+
+    pub fn curve(&self) -> &C {
+        &self.curve
+    }
+
+    /// When the integral reaches `next + phase`, moving the anchor over the
+    /// pieces that end before.
+    fn solve_next(&mut self) -> Option<u64> {
+        let target = self.next as f64 + self.phase;
+        for _ in 0..PIECES_PER_SEARCH_MAX {
+            let need = target - self.anchor_count;
+            let piece = self.curve.piece_at(self.anchor_s);
+            let (r, s) = (piece.rate_per_s, piece.slope_per_s2);
+            debug_assert!(r >= 0.0, "negative rate {r} at {} s", self.anchor_s);
+            let length_s = piece.until_s - self.anchor_s;
+            let area = r * length_s + s * length_s * length_s / 2.0;
+            if need <= 0.0 || need <= area || length_s.is_infinite() {
+                let dx = if need <= 0.0 {
+                    0.0
+                } else if s == 0.0 {
+                    if r <= 0.0 {
+                        return None; // zero for ever
+                    }
+                    need / r
+                } else {
+                    // Root of r·x + s·x²/2 = need, in the form that does
+                    // not cancel when s is small.
+                    let root = (r * r + 2.0 * s * need).max(0.0).sqrt();
+                    if r + root <= 0.0 {
+                        return None; // falling to zero, for ever
+                    }
+                    2.0 * need / (r + root)
+                };
+                let due_s = self.anchor_s + dx.min(length_s);
+                return Some(self.start_ns + (due_s * 1e9).round() as u64);
+            }
+            self.anchor_count += area;
+            // A piece always ends after it starts, even when the boundary
+            // rounds onto the anchor itself.
+            self.anchor_s = piece.until_s.max(self.anchor_s.next_up());
+        }
+        None
     }
 }
 
@@ -187,7 +313,7 @@ mod tests {
 
     #[test]
     fn due_times_do_not_drift_when_the_sender_is_late() {
-        let mut s = OpenLoopSchedule::new(1_000, 1000.0); // one per ms
+        let mut s = OpenLoopSchedule::new(1_000, ConstantRate(1000.0), 0.0); // one per ms
         assert_eq!(s.take_due(999), None);
         assert_eq!(s.take_due(1_000), Some(1_000));
         // The sender wakes 5 ms late: five messages are due at once, each

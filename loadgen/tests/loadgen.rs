@@ -1,6 +1,7 @@
 //! `loadgen` against a real `sprawl` node: the report directory holds a
 //! well-formed summary.json whose counts match what the node stored
-//! (DescribeTopic high watermarks), `.hgrm` files and an SVG.
+//! (DescribeTopic high watermarks), `.hgrm` files and an SVG; a shaped load
+//! (bursts on one topic, a hot partition) reaches the node as shaped.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sprawl_client::{Client, ClientConfig, ServerTrust};
+use sprawl_loadgen::placement::partitions_on_shard;
 use sprawl_loadgen::report::{Summary, END_TO_END, PUBLISH_ACK};
 
 /// The `sprawl` binary next to `loadgen`, built first if it is missing.
@@ -37,6 +39,7 @@ fn sprawl_binary() -> PathBuf {
 struct Node {
     child: Child,
     quic: SocketAddr,
+    admin: SocketAddr,
     data_dir: PathBuf,
 }
 
@@ -76,6 +79,7 @@ impl Node {
         Node {
             child,
             quic,
+            admin,
             data_dir: data_dir.to_path_buf(),
         }
     }
@@ -118,6 +122,11 @@ fn loadgen(node: &Node, args: &[&str]) -> Summary {
 
 /// Sum of the high watermarks of `topic`'s partitions, as the node says.
 fn stored_messages(node: &Node, topic: &str) -> u64 {
+    stored_per_partition(node, topic).iter().sum()
+}
+
+/// The high watermark of each of `topic`'s partitions, as the node says.
+fn stored_per_partition(node: &Node, topic: &str) -> Vec<u64> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -126,9 +135,26 @@ fn stored_messages(node: &Node, topic: &str) -> u64 {
         let client = Client::connect(ClientConfig::new(node.quic, ServerTrust::CaFile(node.ca())))
             .await
             .unwrap();
-        let info = client.describe_topic(topic).await.unwrap();
-        info.partitions.iter().map(|p| p.high_watermark).sum()
+        let mut info = client.describe_topic(topic).await.unwrap();
+        info.partitions.sort_by_key(|p| p.partition);
+        info.partitions.iter().map(|p| p.high_watermark).collect()
     })
+}
+
+/// `GET /topics` of the node's admin endpoint, parsed.
+fn admin_topics(node: &Node) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(node.admin).unwrap();
+    write!(
+        conn,
+        "GET /topics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        node.admin
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
 fn assert_report_files(dir: &Path, kinds: &[&str]) {
@@ -284,4 +310,159 @@ fn produce_and_pubsub_reports_match_what_the_node_stored() {
             "end_to_end_uncorrected",
         ],
     );
+}
+
+/// Rows of a CSV file as maps from column name to cell.
+fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn bursts_and_a_hot_partition_reach_the_node_as_shaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node"));
+    let report = dir.path().join("shaped");
+    // 400 msgs/s over two topics (200 each); the first bursts to 3000 msgs/s
+    // for the first second of every even Unix second pair. 90% of each
+    // topic's messages to partition 0.
+    let s = loadgen(
+        &node,
+        &[
+            "produce",
+            "--duration",
+            "3",
+            "--rate",
+            "400",
+            "--topics",
+            "2",
+            "--partitions",
+            "4",
+            "--batch",
+            "8",
+            "--burst-period",
+            "2s",
+            "--burst-duration",
+            "1s",
+            "--burst-rate",
+            "3000",
+            "--burst-topics",
+            "1",
+            "--hot-partitions",
+            "0",
+            "--hot-share",
+            "0.9",
+            "--topic-prefix",
+            "itest-shape",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(s.results.failed_total, 0, "{:?}", s.results.first_error);
+    let scenario = s
+        .workload
+        .scenario
+        .as_ref()
+        .expect("the scenario is recorded");
+    let bursts = scenario.bursts.as_ref().unwrap();
+    assert_eq!(bursts.topics, ["itest-shape-0"]);
+    assert_eq!(
+        (bursts.period_s, bursts.duration_s, bursts.rate_per_s),
+        (2.0, 1.0, 3000.0)
+    );
+    assert_eq!(
+        scenario.hot_partitions.as_ref().unwrap().partitions["itest-shape-1"],
+        [0]
+    );
+
+    let (bursting, steady) = ("itest-shape-0", "itest-shape-1");
+    let mut per_topic = Vec::new();
+    for topic in [bursting, steady] {
+        let parts = stored_per_partition(&node, topic);
+        let total: u64 = parts.iter().sum();
+        assert_eq!(
+            total, s.results.acked_by_topic[topic],
+            "{topic}: node vs acked"
+        );
+        // The hot share, within the last (possibly short) window of 8.
+        let hot = parts[0] as f64 / total as f64;
+        assert!((0.87..=0.93).contains(&hot), "{topic}: {parts:?}");
+        assert!(parts[1..].iter().all(|&n| n > 0), "{topic}: {parts:?}");
+        per_topic.push(total);
+    }
+    assert_eq!(per_topic.iter().sum::<u64>(), s.results.acked_total);
+    // Steady: 200 msgs/s for 3 s. Bursting: 200 msgs/s, but 3000 during
+    // the 1 to 2 s of bursts that 3 s hold, whatever the phase.
+    let (b, st) = (per_topic[0], per_topic[1]);
+    // (Less if the pacing thread started late on a busy machine.)
+    assert!((540..=600).contains(&st), "steady topic: {st}");
+    assert!((3300..=6200).contains(&b), "bursting topic: {b}");
+
+    // timeline.csv: one row per Unix second, acked summing to the total;
+    // the messages due in whole seconds inside the run follow the bursts,
+    // which start at even Unix seconds.
+    let rows = csv_rows(&report.join("timeline.csv"));
+    let cell = |r: &std::collections::HashMap<String, String>, c: &str| -> u64 {
+        r[c].parse()
+            .unwrap_or_else(|e| panic!("{c} = {:?}: {e}", r[c]))
+    };
+    assert_eq!(
+        rows.iter().map(|r| cell(r, "acked")).sum::<u64>(),
+        s.results.acked_total
+    );
+    assert_eq!(
+        rows.iter()
+            .map(|r| cell(r, "acked_itest-shape-0"))
+            .sum::<u64>(),
+        b
+    );
+    let whole: Vec<_> = rows
+        .iter()
+        .filter(|r| {
+            let t_s: f64 = r["t_s"].parse().unwrap();
+            t_s >= 0.0 && t_s + 1.0 <= 3.0
+        })
+        .collect();
+    assert!(whole.len() >= 2, "{rows:?}");
+    for r in whole {
+        let (second, due) = (cell(r, "unix_s"), cell(r, "due"));
+        // 3200 a burst second, 400 a quiet one (due counts go by intended
+        // send times: a slow node does not blur them).
+        if second % 2 == 0 {
+            assert!(due > 1500, "burst second {second}: {due} due");
+        } else {
+            assert!(due <= 401, "quiet second {second}: {due} due");
+        }
+        assert!(!r["p99_ms"].is_empty(), "no latency in second {second}");
+    }
+
+    // --hot-on-shard's premise: the node places partitions where
+    // `partitions_on_shard` says (each topic's, at first).
+    let topics = admin_topics(&node);
+    for t in topics["topics"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        if !name.starts_with("itest-shape") {
+            continue;
+        }
+        for shard in 0..2 {
+            let on: Vec<u32> = t["partition_state"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["shard"] == shard)
+                .map(|p| p["partition"].as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(on, partitions_on_shard(name, 4, shard, 2), "{name}");
+        }
+    }
 }

@@ -1,4 +1,6 @@
-//! The admin HTTP endpoint: `GET /health`, `/metrics`, `/topics`. A plain
+//! The admin HTTP endpoint: `GET /health`, `/metrics`, `/topics`, `/tiers`,
+//! and the load thread's `/load`, `/predictions`, `/rebalance/*` (see
+//! `load::http`). A plain
 //! blocking thread off the shards: it reads the snapshots each shard
 //! publishes twice a second and never touches the data path.
 
@@ -19,6 +21,7 @@ pub struct AdminState {
     pub data_dir: std::path::PathBuf,
     pub snapshots: Vec<Arc<Mutex<ShardSnapshot>>>,
     pub catalog: Arc<Mutex<TopicCatalog>>,
+    pub load: crate::load::LoadHandle,
 }
 
 /// Binds `addr` and serves on a background thread.
@@ -58,7 +61,24 @@ fn serve(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
     }
     let mut parts = request_line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, content_type, body) = if method != "GET" {
+    let routed = crate::load::http::route(method, path, &state.load);
+    let (status, content_type, body) = if let Some(answer) = routed {
+        match answer {
+            Ok(value) => ("200 OK", "application/json", value.to_string() + "\n"),
+            Err((code, message)) => (
+                match code {
+                    400 => "400 Bad Request",
+                    404 => "404 Not Found",
+                    405 => "405 Method Not Allowed",
+                    409 => "409 Conflict",
+                    503 => "503 Service Unavailable",
+                    _ => "500 Internal Server Error",
+                },
+                "application/json",
+                json!({ "error": message }).to_string() + "\n",
+            ),
+        }
+    } else if method != "GET" {
         (
             "405 Method Not Allowed",
             "text/plain",
@@ -73,7 +93,7 @@ fn serve(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
             _ => (
                 "404 Not Found",
                 "text/plain",
-                "try /health, /metrics or /topics\n".to_string(),
+                "try /health, /metrics, /topics, /tiers, /load, /predictions or /rebalance/status\n".to_string(),
             ),
         }
     };

@@ -72,6 +72,16 @@ pub struct Flags {
     /// Per-shard cache of archived chunks, bytes. Default 64 MiB
     #[arg(long, env = "SPRAWL_TIERED_CACHE_BYTES")]
     pub tiered_cache_bytes: Option<u64>,
+    /// Auto rebalancing of partitions between shards: off | predictive |
+    /// reactive. Default off (plan and apply by hand with `sprawlctl rebalance`)
+    #[arg(long, env = "SPRAWL_REBALANCE_AUTO")]
+    pub rebalance_auto: Option<String>,
+    /// How often auto rebalancing considers a plan, seconds. Default 30
+    #[arg(long, env = "SPRAWL_REBALANCE_INTERVAL_S")]
+    pub rebalance_interval_s: Option<u64>,
+    /// How often the load forecasting model trains, seconds. Default 30
+    #[arg(long, env = "SPRAWL_FORECAST_TRAIN_EVERY_S")]
+    pub forecast_train_every_s: Option<u64>,
     /// Node id reported to clients. Default 1
     #[arg(long, env = "SPRAWL_NODE_ID")]
     pub node_id: Option<u32>,
@@ -170,6 +180,10 @@ pub struct NodeConfig {
     pub disk_free_bytes_min: u64,
     pub tiered: Option<TieredSettings>,
     pub log: String,
+    /// Auto rebalancing strategy (None: off) and its interval.
+    pub rebalance_auto: Option<sprawl_forecast::Strategy>,
+    pub rebalance_interval_s: u64,
+    pub forecast_train_every_s: u64,
 }
 
 impl NodeConfig {
@@ -241,7 +255,18 @@ impl NodeConfig {
                     .or(file.tiered.cache_bytes)
                     .unwrap_or(64 << 20),
             });
+        let rebalance_auto = match flags.rebalance_auto.as_deref().unwrap_or("off") {
+            "off" => None,
+            mode => Some(mode.parse::<sprawl_forecast::Strategy>().map_err(|_| {
+                anyhow::anyhow!(
+                    "--rebalance-auto must be off, predictive or reactive, not {mode:?}"
+                )
+            })?),
+        };
         Ok(Self {
+            rebalance_auto,
+            rebalance_interval_s: flags.rebalance_interval_s.unwrap_or(30).max(1),
+            forecast_train_every_s: flags.forecast_train_every_s.unwrap_or(30).max(1),
             tiered,
             data_dir: flags
                 .data_dir

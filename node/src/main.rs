@@ -12,6 +12,7 @@ mod config;
 mod errors;
 mod framing;
 mod handlers;
+mod load;
 mod prometheus;
 mod server;
 
@@ -33,7 +34,15 @@ use crate::server::NodeInfo;
 /// io_memory each shard would like (registered direct-I/O buffers).
 const IO_MEMORY_WANTED_BYTES: usize = 16 << 20;
 
+/// Adam steps per training round of the forecasting model.
+const FORECAST_TRAIN_STEPS: usize = 20;
+
 fn main() {
+    // candle's CPU kernels use rayon; one thread keeps the model's training
+    // to its own thread instead of fanning out over the shards' cores.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     if let Err(e) = run() {
         eprintln!("sprawl: {e:#}");
         std::process::exit(1);
@@ -80,6 +89,7 @@ fn run() -> anyhow::Result<()> {
         frame_limits,
         batch_bytes_max: config.batch_bytes_max,
     });
+    let (load_sink, load_samples) = load::sample_channel();
     let runtime_config = RuntimeConfig {
         shard_count: config.shards,
         pin_cpus: config.pin_cpus,
@@ -97,7 +107,7 @@ fn run() -> anyhow::Result<()> {
             retention_check_ms: config.retention_check_ms,
             disk_free_bytes_min: config.disk_free_bytes_min,
             tiered: tiered.clone(),
-            load_sink: None,
+            load_sink: Some(load_sink),
         },
     };
     let service = {
@@ -106,6 +116,24 @@ fn run() -> anyhow::Result<()> {
     };
     let runtime = Runtime::start(runtime_config, catalog, service)?;
     runtime.wait_ready()?;
+    let load_stop = Arc::new(AtomicBool::new(false));
+    let (load_handle, load_thread) = load::start(
+        load::LoadConfig {
+            dir: config.data_dir.join("load"),
+            shard_count: config.shards,
+            train_every: Duration::from_secs(config.forecast_train_every_s),
+            train_steps: FORECAST_TRAIN_STEPS,
+            persist_every: Duration::from_secs(60),
+            auto: config
+                .rebalance_auto
+                .map(|s| (s, Duration::from_secs(config.rebalance_interval_s))),
+        },
+        load_samples,
+        runtime.catalog.clone(),
+        runtime.control.clone(),
+        load_stop.clone(),
+    )
+    .context("starting the load thread")?;
 
     let admin_state = Arc::new(admin::AdminState {
         archive: tiered.as_ref().map(|t| t.archive.clone()),
@@ -116,6 +144,7 @@ fn run() -> anyhow::Result<()> {
         data_dir: config.data_dir.clone(),
         snapshots: runtime.snapshots.clone(),
         catalog: runtime.catalog.clone(),
+        load: load_handle,
     });
     let admin_addr = admin::spawn(config.admin, admin_state)
         .with_context(|| format!("binding admin HTTP on {}", config.admin))?;
@@ -148,6 +177,10 @@ fn run() -> anyhow::Result<()> {
     tracing::info!("shutting down: draining and fdatasyncing");
     runtime.request_shutdown();
     runtime.join()?;
+    load_stop.store(true, Ordering::Relaxed);
+    if load_thread.join().is_err() {
+        tracing::error!("the load thread panicked");
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }
