@@ -21,7 +21,8 @@ pub struct AdminState {
     pub data_dir: std::path::PathBuf,
     pub snapshots: Vec<Arc<Mutex<ShardSnapshot>>>,
     pub catalog: Arc<Mutex<TopicCatalog>>,
-    pub load: crate::load::LoadHandle,
+    /// None when the node runs without its load thread.
+    pub load: Option<crate::load::LoadHandle>,
 }
 
 /// Binds `addr` and serves on a background thread.
@@ -61,7 +62,10 @@ fn serve(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
     }
     let mut parts = request_line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let routed = crate::load::http::route(method, path, &state.load);
+    let routed = match &state.load {
+        Some(load) => crate::load::http::route(method, path, load),
+        None => crate::load::http::route_disabled(path),
+    };
     let (status, content_type, body) = if let Some(answer) = routed {
         match answer {
             Ok(value) => ("200 OK", "application/json", value.to_string() + "\n"),

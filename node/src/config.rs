@@ -79,6 +79,10 @@ pub struct Flags {
     /// How often auto rebalancing considers a plan, seconds. Default 30
     #[arg(long, env = "SPRAWL_REBALANCE_INTERVAL_S")]
     pub rebalance_interval_s: Option<u64>,
+    /// Run no load thread: no load history, forecasts or rebalancing (for
+    /// measuring what they cost).
+    #[arg(long, env = "SPRAWL_NO_LOAD_FORECAST")]
+    pub no_load_forecast: bool,
     /// How often the load forecasting model trains, seconds. Default 30
     #[arg(long, env = "SPRAWL_FORECAST_TRAIN_EVERY_S")]
     pub forecast_train_every_s: Option<u64>,
@@ -184,6 +188,7 @@ pub struct NodeConfig {
     pub rebalance_auto: Option<sprawl_forecast::Strategy>,
     pub rebalance_interval_s: u64,
     pub forecast_train_every_s: u64,
+    pub load_forecast: bool,
 }
 
 impl NodeConfig {
@@ -267,6 +272,7 @@ impl NodeConfig {
             rebalance_auto,
             rebalance_interval_s: flags.rebalance_interval_s.unwrap_or(30).max(1),
             forecast_train_every_s: flags.forecast_train_every_s.unwrap_or(30).max(1),
+            load_forecast: !flags.no_load_forecast,
             tiered,
             data_dir: flags
                 .data_dir

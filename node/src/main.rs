@@ -107,7 +107,7 @@ fn run() -> anyhow::Result<()> {
             retention_check_ms: config.retention_check_ms,
             disk_free_bytes_min: config.disk_free_bytes_min,
             tiered: tiered.clone(),
-            load_sink: Some(load_sink),
+            load_sink: config.load_forecast.then_some(load_sink),
         },
     };
     let service = {
@@ -117,23 +117,28 @@ fn run() -> anyhow::Result<()> {
     let runtime = Runtime::start(runtime_config, catalog, service)?;
     runtime.wait_ready()?;
     let load_stop = Arc::new(AtomicBool::new(false));
-    let (load_handle, load_thread) = load::start(
-        load::LoadConfig {
-            dir: config.data_dir.join("load"),
-            shard_count: config.shards,
-            train_every: Duration::from_secs(config.forecast_train_every_s),
-            train_steps: FORECAST_TRAIN_STEPS,
-            persist_every: Duration::from_secs(60),
-            auto: config
-                .rebalance_auto
-                .map(|s| (s, Duration::from_secs(config.rebalance_interval_s))),
-        },
-        load_samples,
-        runtime.catalog.clone(),
-        runtime.control.clone(),
-        load_stop.clone(),
-    )
-    .context("starting the load thread")?;
+    let load = if config.load_forecast {
+        let (handle, thread) = load::start(
+            load::LoadConfig {
+                dir: config.data_dir.join("load"),
+                shard_count: config.shards,
+                train_every: Duration::from_secs(config.forecast_train_every_s),
+                train_steps: FORECAST_TRAIN_STEPS,
+                persist_every: Duration::from_secs(60),
+                auto: config
+                    .rebalance_auto
+                    .map(|s| (s, Duration::from_secs(config.rebalance_interval_s))),
+            },
+            load_samples,
+            runtime.catalog.clone(),
+            runtime.control.clone(),
+            load_stop.clone(),
+        )
+        .context("starting the load thread")?;
+        Some((handle, thread))
+    } else {
+        None
+    };
 
     let admin_state = Arc::new(admin::AdminState {
         archive: tiered.as_ref().map(|t| t.archive.clone()),
@@ -144,7 +149,7 @@ fn run() -> anyhow::Result<()> {
         data_dir: config.data_dir.clone(),
         snapshots: runtime.snapshots.clone(),
         catalog: runtime.catalog.clone(),
-        load: load_handle,
+        load: load.as_ref().map(|(handle, _)| handle.clone()),
     });
     let admin_addr = admin::spawn(config.admin, admin_state)
         .with_context(|| format!("binding admin HTTP on {}", config.admin))?;
@@ -178,8 +183,10 @@ fn run() -> anyhow::Result<()> {
     runtime.request_shutdown();
     runtime.join()?;
     load_stop.store(true, Ordering::Relaxed);
-    if load_thread.join().is_err() {
-        tracing::error!("the load thread panicked");
+    if let Some((_, thread)) = load {
+        if thread.join().is_err() {
+            tracing::error!("the load thread panicked");
+        }
     }
     tracing::info!("stopped cleanly");
     Ok(())

@@ -24,7 +24,7 @@ pub fn render(snapshots: &[ShardSnapshot], uptime_s: f64) -> String {
     );
     let _ = writeln!(out, "# TYPE sprawl_uptime_seconds gauge");
     let _ = writeln!(out, "sprawl_uptime_seconds {uptime_s:.3}");
-    let counters: [ShardMetric; 10] = [
+    let counters: [ShardMetric; 11] = [
         ("sprawl_messages_in_total", "Records appended.", |s| {
             s.messages_in
         }),
@@ -66,6 +66,11 @@ pub fn render(snapshots: &[ShardSnapshot], uptime_s: f64) -> String {
             "sprawl_fdatasyncs_total",
             "fdatasync calls of partition logs.",
             |s| s.fdatasyncs,
+        ),
+        (
+            "sprawl_load_samples_dropped_total",
+            "Per-second load samples the load thread was too far behind to take.",
+            |s| s.load_samples_dropped,
         ),
     ];
     for (name, help, get) in counters {
@@ -110,6 +115,11 @@ pub fn render(snapshots: &[ShardSnapshot], uptime_s: f64) -> String {
             "sprawl_fetch_latency_seconds",
             "Owner-shard time to answer a fetch (long polls included).",
             |s: &ShardSnapshot| s.fetch_latency_us.clone(),
+        ),
+        (
+            "sprawl_reactor_lag_seconds",
+            "How late a 10 ms timer fires on the shard's reactor: stalls show here.",
+            |s: &ShardSnapshot| s.reactor_lag_us.clone(),
         ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");

@@ -50,6 +50,15 @@ fn horizons_for(key: &SeriesKey) -> Vec<usize> {
     h
 }
 
+/// Selector settings for a live series: the period is looked for every
+/// minute (load shapes here are minutes to hours long; detection costs a
+/// few ms per series).
+fn selector_config(key: &SeriesKey) -> SelectorConfig {
+    let mut config = SelectorConfig::new(horizons_for(key));
+    config.period_every_values = 60;
+    config
+}
+
 /// Time spent forecasting, to report its share of a core.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Cost {
@@ -100,8 +109,7 @@ impl Forecasts {
         }
         let started = Instant::now();
         let selector = self.selectors.entry(key.clone()).or_insert_with(|| {
-            OnlineSelector::new(SelectorConfig::new(horizons_for(key)))
-                .expect("node selector config is valid")
+            OnlineSelector::new(selector_config(key)).expect("node selector config is valid")
         });
         if let Err(e) = selector.observe(value, Some(&self.model)) {
             tracing::debug!(series = %key, error = %e, "forecaster observe");
@@ -116,8 +124,7 @@ impl Forecasts {
             return;
         }
         let selector = self.selectors.entry(key.clone()).or_insert_with(|| {
-            OnlineSelector::new(SelectorConfig::new(horizons_for(key)))
-                .expect("node selector config is valid")
+            OnlineSelector::new(selector_config(key)).expect("node selector config is valid")
         });
         for &v in values.iter().filter(|v| v.is_finite()) {
             let _ = selector.observe(v, None);

@@ -100,6 +100,21 @@ pub fn route(method: &str, target: &str, handle: &LoadHandle) -> Option<Answer> 
     Some(answer)
 }
 
+/// The same paths on a node started with `--no-load-forecast`.
+pub fn route_disabled(target: &str) -> Option<Answer> {
+    let path = target.split('?').next().unwrap_or("");
+    let ours = path == "/load"
+        || path == "/predictions"
+        || path == "/partitions/move"
+        || path.starts_with("/rebalance/");
+    ours.then(|| {
+        Err((
+            503,
+            "this node runs without its load thread (--no-load-forecast)".to_string(),
+        ))
+    })
+}
+
 fn load(p: &HashMap<String, String>, handle: &LoadHandle) -> Answer {
     let scope = p
         .get("scope")

@@ -443,11 +443,13 @@ impl LoadThread {
             .filter_map(|key| {
                 let p = self.forecasts.predict(key, horizon_s)?;
                 let finite = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
+                // Every resource here is a rate or a level: never negative.
+                let (value, lower, upper) = (p.value.max(0.0), p.lower.max(0.0), p.upper.max(0.0));
                 Some(json!({
                     "series": key.to_string(),
                     "scope": key.scope.to_string(),
-                    "forecast": p.value,
-                    "interval": [finite(p.lower), finite(p.upper)],
+                    "forecast": value,
+                    "interval": [finite(lower), finite(upper)],
                     "forecaster": p.forecaster,
                     "rolling_errors": p.scores.iter().map(|s| json!({
                         "name": s.name,
