@@ -97,7 +97,9 @@ lines = [
     "",
     f"- `uname -a`: `{sh('uname', '-a')}`",
     f"- CPU: {cpu}, `nproc`: {sh('nproc')}, memory: {memory} GiB",
-    f"- Sprawl commit: `{sh('git', 'rev-parse', '--short', 'HEAD')}` (plus the working tree's forecast changes)",
+    f"- Sprawl commit: `{sh('git', 'rev-parse', '--short', 'HEAD')}`, forecast code "
+    + ("as committed" if not sh('git', 'status', '--porcelain', 'forecast', 'ctl/src/forecast.rs')
+       else "with uncommitted changes"),
     f"- evaluation wall time, all traces and horizons: {elapsed} s (shared 2-core VM: compare ratios, not times)",
     "",
     "## Summary",
@@ -128,6 +130,13 @@ for name, result in runs:
     )
     details.append((name, result))
 
+lines += [
+    "",
+    "Notes: the model's size, learning rate (1e-3), seasons averaged (8) and retraining "
+    "schedule were chosen on the synthetic series of the forecast crate's tests, not on "
+    "these traces. A trace without a `seasonal_naive(P)` row had no period detected in its "
+    "warm-up, so the model got no seasonal features on it either. MAPE skips zero actuals.",
+]
 lines += ["", "## Per trace", ""]
 for name, result in details:
     lines += [

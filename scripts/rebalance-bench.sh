@@ -51,6 +51,7 @@ quic=127.0.0.1:7571
 for mode in off-noforecast off reactive predictive; do
     log "mode $mode: ${seconds}s"
     data="$tmp/$mode"
+    mkdir -p "$out/$mode"
     flags=(--data-dir "$data" --listen "$quic" --admin "$admin" --shards 2
         --forecast-train-every-s 10 --rebalance-interval-s 5)
     case "$mode" in
@@ -69,11 +70,11 @@ for mode in off-noforecast off reactive predictive; do
     ./target/release/loadgen produce "${common[@]}" --topic-prefix bursty --topics 1 \
         --producers 1 --batch 10 --rate 500 --burst-period 45s --burst-duration 15s \
         --burst-rate 20000 --hot-share 0.9 --name "$mode-bursty" --report "$out/$mode/bursty" \
-        > /dev/null 2>&1 &
+        > "$out/$mode/bursty.log" 2>&1 &
     bursty_pid=$!
     ./target/release/loadgen produce "${common[@]}" --topic-prefix steady --topics 1 \
         --producers 4 --batch 100 --hot-share 0.9 --name "$mode-steady" \
-        --report "$out/$mode/steady" > /dev/null 2>&1
+        --report "$out/$mode/steady" > "$out/$mode/steady.log" 2>&1
     wait "$bursty_pid" || log "bursty loadgen failed in $mode"
     window=$((seconds + 10))
     if [ "$mode" != off-noforecast ]; then

@@ -5,11 +5,27 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sprawl_client::{Acks, StartPosition};
+use sprawl_forecast::{Resource, ScopeKind, Strategy};
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status: 0 success, 1 failure, 2 usage error, 3 publish only partly acknowledged.";
+
+const REBALANCE_HELP: &str = "\
+The node balances its shards by moving partitions between them, one move at a time; a \
+partition's clients see at most a retryable error while it moves. `plan` only shows what \
+would move, `apply` moves it. Auto mode has the node plan and apply by itself every interval, \
+with brakes against flapping: `rebalance auto predictive|reactive|off` sets it, and \
+`rebalance apply --auto [--strategy S]` is the same as `rebalance auto S`.
+
+Imbalance is the busiest shard's load over the mean shard load: 1.50× mean (+50%) means the \
+busiest shard carries half again the mean. Load is messages produced per second.
+
+These commands talk to the node's admin HTTP endpoint (--admin), not its QUIC port.";
+
+const ADMIN_DEFAULT: &str = "127.0.0.1:7480";
 
 const CONSUME_JSON_HELP: &str = "\
 With --format json, one object per line: topic, partition, offset, timestamp_ms, key, value, \
@@ -17,7 +33,8 @@ headers (a list of {name, value}). Bytes that are valid UTF-8 are JSON strings; 
 are standard base64 under the field name plus _base64 instead (key_base64, value_base64, \
 name_base64). A message without a key has \"key\": null.";
 
-/// Operate a Sprawl node: topics, publish, consume, status.
+/// Operate a Sprawl node: topics, publish, consume, status, load and
+/// rebalancing.
 #[derive(Parser, Debug)]
 #[command(name = "sprawlctl", version, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
@@ -94,6 +111,8 @@ pub enum Format {
 pub enum Command {
     #[command(flatten)]
     Node(NodeCommand),
+    #[command(flatten)]
+    Admin(AdminCommand),
     /// Load forecasting on a trace file; needs no node.
     #[command(subcommand)]
     Forecast(ForecastCommand),
@@ -113,6 +132,208 @@ pub enum NodeCommand {
     Consume(ConsumeArgs),
     /// The node's identity and its topics.
     Status(StatusArgs),
+}
+
+/// The commands that talk to the node's admin HTTP endpoint (no QUIC
+/// connection is made).
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Balance the node's shards: plan partition moves from the load
+    /// forecasts, carry them out, or leave it to the node (auto mode).
+    #[command(subcommand, after_help = REBALANCE_HELP)]
+    Rebalance(RebalanceCommand),
+    /// Move a partition by hand.
+    #[command(subcommand)]
+    Partition(PartitionCommand),
+    /// The load the node recorded: per series (resource at node, shard or
+    /// partition scope) the newest value, mean and maximum over a window.
+    Load(LoadArgs),
+    /// The node's load forecasts: value, interval, the forecaster used and
+    /// every forecaster's rolling error (MAPE, MASE).
+    Predict(PredictArgs),
+}
+
+/// Where the node's admin HTTP endpoint is.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Admin endpoint")]
+pub struct AdminArgs {
+    /// The node's admin HTTP address (its `admin` setting). Of the
+    /// connection options, only --timeout applies to it.
+    #[arg(
+        long,
+        env = "SPRAWLCTL_ADMIN",
+        default_value = ADMIN_DEFAULT,
+        value_name = "HOST:PORT",
+        value_parser = parse_host_port
+    )]
+    pub admin: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RebalanceCommand {
+    /// Show the moves a rebalance would make; moves nothing.
+    ///
+    /// Each move with the peak it relieves and why, and the predicted peak
+    /// imbalance before and after the moves.
+    Plan(PlanArgs),
+    /// Plan and carry the moves out (with --auto: turn auto mode on).
+    ///
+    /// The moves run in order and stop at the first that fails (the rest
+    /// of the plan assumed it); the exit status is 1 when a move failed.
+    Apply(ApplyArgs),
+    /// Moves in flight, recent moves and their results, auto mode.
+    Status(AdminArgs),
+    /// Turn auto mode on (with a strategy) or off.
+    Auto(AutoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub plan: PlanOptions,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// What a plan balances and the most it may do.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Plan")]
+pub struct PlanOptions {
+    /// predictive: balance the forecast peaks of the next two minutes,
+    /// moving partitions before a predicted burst; reactive: balance the
+    /// load of now, as if it stayed flat.
+    #[arg(long, value_name = "STRATEGY", default_value = "predictive", value_parser = strategy_parser())]
+    pub strategy: Strategy,
+    /// Most moves in the plan. Default: the node's (4).
+    #[arg(long, value_name = "N")]
+    pub moves_max: Option<u64>,
+    /// Most bytes the plan's moves may copy. Default: no limit. (Moves
+    /// between the shards of one node copy nothing.)
+    #[arg(long, value_name = "BYTES")]
+    pub bytes_max: Option<u64>,
+}
+
+impl PlanOptions {
+    /// The query parameters of `/rebalance/plan` and `/rebalance/apply`.
+    pub fn query_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![("strategy", self.strategy.name().to_owned())];
+        if let Some(n) = self.moves_max {
+            pairs.push(("moves_max", n.to_string()));
+        }
+        if let Some(bytes) = self.bytes_max {
+            pairs.push(("bytes_max", bytes.to_string()));
+        }
+        pairs
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+The moves run on the node; sprawlctl waits for them at least 2 minutes (longer with a longer \
+--timeout). If it stops waiting first, the moves go on: `sprawlctl rebalance status` shows them.")]
+pub struct ApplyArgs {
+    /// Move nothing now: turn the node's auto mode on with --strategy
+    /// (the same as `rebalance auto STRATEGY`; `rebalance auto off` turns
+    /// it off). Auto mode has its own limits, so --moves-max and
+    /// --bytes-max do not apply.
+    #[arg(long, conflicts_with_all = ["moves_max", "bytes_max"])]
+    pub auto: bool,
+    #[command(flatten)]
+    pub plan: PlanOptions,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct AutoArgs {
+    /// off, or the strategy the node plans with every interval.
+    #[arg(value_enum)]
+    pub mode: AutoMode,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoMode {
+    /// No automatic moves.
+    Off,
+    /// Plan on the forecast peaks.
+    Predictive,
+    /// Plan on the load of now.
+    Reactive,
+}
+
+impl AutoMode {
+    /// The `mode=` word of `/rebalance/auto`.
+    pub fn query_word(self) -> &'static str {
+        match self {
+            AutoMode::Off => "off",
+            AutoMode::Predictive => Strategy::Predictive.name(),
+            AutoMode::Reactive => Strategy::Reactive.name(),
+        }
+    }
+}
+
+impl From<Strategy> for AutoMode {
+    fn from(strategy: Strategy) -> AutoMode {
+        match strategy {
+            Strategy::Predictive => AutoMode::Predictive,
+            Strategy::Reactive => AutoMode::Reactive,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PartitionCommand {
+    /// Move one partition to another shard of the node, now. Its clients
+    /// see at most a retryable error meanwhile.
+    Move(PartitionMoveArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PartitionMoveArgs {
+    /// The partition's topic.
+    pub topic: String,
+    /// The partition's number.
+    pub partition: u32,
+    /// The shard to move it to (0 to the node's shard count - 1).
+    #[arg(long, value_name = "SHARD")]
+    pub to: u32,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Only series of this scope. Default: all.
+    #[arg(long, value_name = "SCOPE", value_parser = scope_parser())]
+    pub scope: Option<ScopeKind>,
+    /// Only series of this resource. Default: all.
+    #[arg(long, value_name = "RESOURCE", value_parser = resource_parser())]
+    pub resource: Option<Resource>,
+    /// How far back the mean and maximum look, e.g. 60s, 5m (whole
+    /// seconds; the node keeps an hour of seconds).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_whole_seconds)]
+    pub window: u64,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// The resource forecast.
+    #[arg(long, value_name = "RESOURCE", default_value = "message_rate", value_parser = resource_parser())]
+    pub resource: Resource,
+    /// Which series: the node's, each shard's or each partition's.
+    #[arg(long, value_name = "SCOPE", default_value = "node", value_parser = scope_parser())]
+    pub scope: ScopeKind,
+    /// How far ahead. The node forecasts 10s to 2m in steps of 10s, and
+    /// 5m; node and shard series 15m and 1h too. Asked for another, it
+    /// names the horizons it has.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_whole_seconds)]
+    pub horizon: u64,
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -259,7 +480,8 @@ pub struct ConsumeArgs {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// Also query the node's admin HTTP endpoint (/health) at this address.
+    /// Also query the node's admin HTTP endpoint (/health) at this address
+    /// (the node's default is 127.0.0.1:7480).
     #[arg(long, env = "SPRAWLCTL_ADMIN", value_name = "HOST:PORT", value_parser = parse_host_port)]
     pub admin: Option<String>,
 }
@@ -297,6 +519,55 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("must be above zero".into());
     }
     Ok(duration)
+}
+
+/// A duration of whole seconds (see [`parse_duration`]), as seconds.
+pub fn parse_whole_seconds(s: &str) -> Result<u64, String> {
+    let duration = parse_duration(s)?;
+    if duration.subsec_nanos() != 0 {
+        return Err(format!("{s:?}: must be whole seconds"));
+    }
+    Ok(duration.as_secs())
+}
+
+fn strategy_parser() -> impl TypedValueParser<Value = Strategy> {
+    PossibleValuesParser::new([Strategy::Predictive.name(), Strategy::Reactive.name()])
+        .try_map(|word| word.parse::<Strategy>())
+}
+
+fn scope_parser() -> impl TypedValueParser<Value = ScopeKind> {
+    PossibleValuesParser::new(
+        [ScopeKind::Node, ScopeKind::Shard, ScopeKind::Partition].map(ScopeKind::name),
+    )
+    .try_map(|word| ScopeKind::from_query(&word).ok_or("not a scope"))
+}
+
+/// The admin API's words (`cpu`, `memory`, `message_rate`, `network`) and
+/// the full names of the other resources; the full names of the first four
+/// are accepted too, without being listed.
+fn resource_parser() -> impl TypedValueParser<Value = Resource> {
+    let words = [
+        ("cpu", "cores busy (cpu_busy_cores)"),
+        ("memory", "resident bytes (memory_bytes)"),
+        (
+            "message_rate",
+            "messages produced per second (messages_in_per_s)",
+        ),
+        (
+            "network",
+            "socket bytes per second, in and out (network_bytes_per_s)",
+        ),
+    ];
+    let short: Vec<PossibleValue> = words
+        .iter()
+        .map(|(word, help)| PossibleValue::new(*word).help(*help))
+        .collect();
+    let long = Resource::ALL.into_iter().map(|resource| {
+        let shown = [Resource::BytesIn, Resource::BytesOut, Resource::LogBytes].contains(&resource);
+        PossibleValue::new(resource.name()).hide(!shown)
+    });
+    PossibleValuesParser::new(short.into_iter().chain(long))
+        .try_map(|word| Resource::from_query(&word).ok_or("not a resource"))
 }
 
 /// A retention limit: a non-negative number, or -1 / `unlimited`.
@@ -429,6 +700,197 @@ mod tests {
                 assert_eq!(args.warmup, None);
             }
             other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    fn admin_command(args: &[&str]) -> AdminCommand {
+        let cli = Cli::try_parse_from([&["sprawlctl"][..], args].concat())
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.command {
+            Command::Admin(command) => command,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rebalance_plan_takes_a_strategy_and_a_budget() {
+        match admin_command(&["rebalance", "plan"]) {
+            AdminCommand::Rebalance(RebalanceCommand::Plan(args)) => {
+                assert_eq!(args.plan.strategy, Strategy::Predictive);
+                assert_eq!(args.plan.query_pairs(), [("strategy", "predictive".into())]);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let plan = [
+            "rebalance",
+            "plan",
+            "--admin",
+            "10.0.0.7:9000",
+            "--strategy",
+            "reactive",
+            "--moves-max",
+            "2",
+            "--bytes-max",
+            "1048576",
+        ];
+        match admin_command(&plan) {
+            AdminCommand::Rebalance(RebalanceCommand::Plan(args)) => {
+                assert_eq!(args.admin.admin, "10.0.0.7:9000");
+                assert_eq!(
+                    args.plan.query_pairs(),
+                    [
+                        ("strategy", "reactive".into()),
+                        ("moves_max", "2".into()),
+                        ("bytes_max", "1048576".into())
+                    ]
+                );
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let bad = ["sprawlctl", "rebalance", "plan", "--strategy", "random"];
+        assert!(Cli::try_parse_from(bad).is_err());
+        let bad = ["sprawlctl", "rebalance", "plan", "--moves-max", "-1"];
+        assert!(Cli::try_parse_from(bad).is_err());
+        let bad = ["sprawlctl", "rebalance", "plan", "--admin", "nowhere"];
+        assert!(Cli::try_parse_from(bad).is_err());
+    }
+
+    #[test]
+    fn apply_auto_is_auto_mode_and_excludes_a_budget() {
+        let apply = ["rebalance", "apply", "--auto", "--strategy", "reactive"];
+        match admin_command(&apply) {
+            AdminCommand::Rebalance(RebalanceCommand::Apply(args)) => {
+                assert!(args.auto);
+                assert_eq!(AutoMode::from(args.plan.strategy), AutoMode::Reactive);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let both = [
+            "sprawlctl",
+            "rebalance",
+            "apply",
+            "--auto",
+            "--moves-max",
+            "3",
+        ];
+        assert!(Cli::try_parse_from(both).is_err());
+        match admin_command(&["rebalance", "apply", "--moves-max", "3"]) {
+            AdminCommand::Rebalance(RebalanceCommand::Apply(args)) => {
+                assert!(!args.auto);
+                assert_eq!(args.plan.moves_max, Some(3));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        for (word, mode) in [
+            ("off", AutoMode::Off),
+            ("predictive", AutoMode::Predictive),
+            ("reactive", AutoMode::Reactive),
+        ] {
+            match admin_command(&["rebalance", "auto", word]) {
+                AdminCommand::Rebalance(RebalanceCommand::Auto(args)) => {
+                    assert_eq!(args.mode, mode);
+                    assert_eq!(args.mode.query_word(), word);
+                }
+                other => panic!("parsed as {other:?}"),
+            }
+        }
+        assert!(Cli::try_parse_from(["sprawlctl", "rebalance", "auto"]).is_err());
+        assert!(Cli::try_parse_from(["sprawlctl", "rebalance", "auto", "on"]).is_err());
+    }
+
+    #[test]
+    fn the_admin_address_defaults_to_the_nodes() {
+        match admin_command(&["rebalance", "status"]) {
+            AdminCommand::Rebalance(RebalanceCommand::Status(admin)) => {
+                // SPRAWLCTL_ADMIN may be set where the tests run.
+                let expected =
+                    std::env::var("SPRAWLCTL_ADMIN").unwrap_or_else(|_| ADMIN_DEFAULT.to_owned());
+                assert_eq!(admin.admin, expected);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn partition_move_needs_a_destination() {
+        match admin_command(&["partition", "move", "orders", "3", "--to", "1"]) {
+            AdminCommand::Partition(PartitionCommand::Move(args)) => {
+                assert_eq!(
+                    (args.topic.as_str(), args.partition, args.to),
+                    ("orders", 3, 1)
+                );
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let no_to = ["sprawlctl", "partition", "move", "orders", "3"];
+        assert!(Cli::try_parse_from(no_to).is_err());
+        let not_a_number = ["sprawlctl", "partition", "move", "orders", "x", "--to", "1"];
+        assert!(Cli::try_parse_from(not_a_number).is_err());
+    }
+
+    #[test]
+    fn load_and_predict_take_the_admin_apis_words() {
+        match admin_command(&["load"]) {
+            AdminCommand::Load(args) => {
+                assert_eq!((args.scope, args.resource, args.window), (None, None, 60));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let load = [
+            "load",
+            "--scope",
+            "shard",
+            "--resource",
+            "cpu",
+            "--window",
+            "5m",
+        ];
+        match admin_command(&load) {
+            AdminCommand::Load(args) => {
+                assert_eq!(args.scope, Some(ScopeKind::Shard));
+                assert_eq!(args.resource, Some(Resource::CpuBusy));
+                assert_eq!(args.window, 300);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match admin_command(&["predict"]) {
+            AdminCommand::Predict(args) => {
+                assert_eq!(args.resource, Resource::MessagesIn);
+                assert_eq!(args.scope, ScopeKind::Node);
+                assert_eq!(args.horizon, 60);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let predict = [
+            "predict",
+            "--resource",
+            "bytes_in_per_s",
+            "--scope",
+            "partition",
+            "--horizon",
+            "2m",
+        ];
+        match admin_command(&predict) {
+            AdminCommand::Predict(args) => {
+                assert_eq!(args.resource, Resource::BytesIn);
+                assert_eq!(args.scope, ScopeKind::Partition);
+                assert_eq!(args.horizon, 120);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        // Hidden full names of the short words parse too.
+        match admin_command(&["predict", "--resource", "messages_in_per_s"]) {
+            AdminCommand::Predict(args) => assert_eq!(args.resource, Resource::MessagesIn),
+            other => panic!("parsed as {other:?}"),
+        }
+        for bad in [
+            &["predict", "--resource", "disk"][..],
+            &["predict", "--scope", "cluster"],
+            &["predict", "--horizon", "1500ms"],
+            &["load", "--window", "0s"],
+        ] {
+            let args = [&["sprawlctl"][..], bad].concat();
+            assert!(Cli::try_parse_from(&args).is_err(), "{bad:?}");
         }
     }
 }

@@ -6,38 +6,46 @@
 //! * `consume`: to the end each partition had at the start, or `--follow`;
 //!   `--group` resumes from and commits the group's offsets
 //! * `status`: node identity, topics, optionally the admin `/health`
+//! * `rebalance plan | apply | status | auto`, `partition move`: partition
+//!   moves between the node's shards, through its admin HTTP endpoint
+//! * `load`, `predict`: the node's recorded load and its forecasts (admin
+//!   HTTP endpoint too)
 //! * `forecast eval`: baseline load forecasters scored on a CSV trace; no
 //!   node, no connection, no runtime
 //!
 //! A failure prints one line, `sprawlctl: <what failed>: <why>`, on stderr;
 //! exit statuses are in [`failure::ExitStatus`].
 
+mod admin_http;
 mod cli;
 mod connect;
 mod consume;
 mod failure;
 mod forecast;
+mod load;
 mod output;
 mod publish;
+mod rebalance;
 mod status;
 mod table;
 mod topic;
 
+use std::future::Future;
+use std::time::Duration;
+
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConnectionArgs, Format, NodeCommand};
+use crate::cli::{AdminCommand, Cli, Command, ConnectionArgs, Format, NodeCommand};
 use crate::failure::{one_line, status_of, ExitStatus};
 
 fn main() {
     let cli = Cli::parse();
-    let outcome = match cli.command {
+    let outcome = match &cli.command {
         // Offline: no runtime, no connection.
-        Command::Forecast(command) => forecast::run(&command, cli.format),
-        Command::Node(command) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| anyhow::Error::new(e).context("starting the tokio runtime"))
-            .and_then(|runtime| runtime.block_on(run(&cli.connection, cli.format, &command))),
+        Command::Forecast(command) => forecast::run(command, cli.format),
+        Command::Node(command) => block_on(run(&cli.connection, cli.format, command)),
+        // HTTP to the admin endpoint: no QUIC connection.
+        Command::Admin(command) => block_on(run_admin(command, cli.connection.timeout, cli.format)),
     };
     if let Err(error) = outcome {
         let status = status_of(&error);
@@ -45,6 +53,29 @@ fn main() {
             eprintln!("sprawlctl: {}", one_line(&error));
         }
         std::process::exit(status.code());
+    }
+}
+
+fn block_on(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::Error::new(e).context("starting the tokio runtime"))
+        .and_then(|runtime| runtime.block_on(command))
+}
+
+async fn run_admin(
+    command: &AdminCommand,
+    timeout: Duration,
+    format: Format,
+) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Rebalance(command) => rebalance::run(command, timeout, format).await,
+        AdminCommand::Partition(command) => {
+            rebalance::run_partition(command, timeout, format).await
+        }
+        AdminCommand::Load(args) => load::load(args, timeout, format).await,
+        AdminCommand::Predict(args) => load::predict(args, timeout, format).await,
     }
 }
 

@@ -76,7 +76,8 @@ fn forecast_eval_scores_the_baselines_without_a_node() {
             "last_value",
             "seasonal_naive(6)",
             "ewma(0.3)",
-            "holt(0.3,0.1)"
+            "holt(0.3,0.1)",
+            "model(mlp)"
         ]
     );
     assert_eq!(forecasters[1]["mase"], 0.0);

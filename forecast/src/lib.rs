@@ -1,12 +1,16 @@
-//! Load forecasting: baseline forecasters, a period detector and their
-//! rolling-origin evaluation.
+//! Load forecasting and rebalancing: baseline forecasters, a period
+//! detector, a small global model in candle, their rolling-origin
+//! evaluation and online selection, bounded load history, and the planner
+//! that moves partitions to minimise the predicted peak imbalance.
 //!
 //! Sans-IO: a [`Forecaster`] is fed values one step at a time and asked for
 //! the value some steps ahead; nothing here touches a clock, a socket or a
-//! runtime. The one I/O helper is [`read_csv`], for `timestamp,value` files.
+//! runtime. The I/O helpers are [`read_csv`] (for `timestamp,value` files)
+//! and the model's safetensors [`GlobalModel::save`]/[`GlobalModel::load`].
 //!
 //! Architecture invariant: a learned model is only ever selected when it
-//! beats every baseline here on the same evaluation (see [`select`]).
+//! beats every baseline here on the same evaluation (see [`select`]) or, live,
+//! on the same rolling window (see [`OnlineSelector`]).
 
 mod adam;
 mod baselines;

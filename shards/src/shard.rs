@@ -7,7 +7,7 @@
 //! shards except what travels by value on the mesh.
 
 use std::cell::{Cell, Ref, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,6 +82,11 @@ pub struct Shard {
     /// Shard 0 publishes the catalog here for the admin endpoint.
     catalog_published: Arc<Mutex<TopicCatalog>>,
     partitions: RefCell<HashMap<(String, u32), Rc<Partition>>>,
+    /// Partitions an `apply_catalog` is opening right now: a concurrent one
+    /// (a catalog broadcast, the reopen tick) must not open the same files
+    /// a second time and replace the first copy, which may have taken
+    /// appends since, with one recovered before them.
+    opening: RefCell<HashSet<(String, u32)>>,
     pool: Rc<DmaBufPool>,
     mesh: Senders<MeshMessage>,
     pending: RefCell<HashMap<u64, oneshot::Sender<ShardResult>>>,
@@ -122,6 +127,7 @@ impl Shard {
             catalog: RefCell::new(catalog),
             catalog_published,
             partitions: RefCell::default(),
+            opening: RefCell::default(),
             pool: DmaBufPool::new(64 << 20),
             mesh,
             pending: RefCell::default(),
@@ -528,12 +534,15 @@ impl Shard {
             for partition in 0..cfg.partitions {
                 let key = (topic.clone(), partition);
                 if catalog.owner(topic, partition, self.count) == self.id
+                    && !handing_over(&catalog, topic, partition, self.id)
                     && !self.partitions.borrow().contains_key(&key)
+                    && !self.opening.borrow().contains(&key)
                 {
                     to_open.push((key, cfg.clone()));
                 }
             }
         }
+        let _claim = OpeningClaim::new(self, to_open.iter().map(|(key, _)| key.clone()));
         *self.catalog.borrow_mut() = catalog.clone();
         if self.id == CATALOG_SHARD {
             *self.catalog_published.lock().expect("catalog lock") = catalog;
@@ -615,7 +624,11 @@ impl Shard {
             let open = self.partitions.borrow();
             catalog.topics.iter().any(|(topic, cfg)| {
                 (0..cfg.partitions).any(|p| {
-                    self.owner_of(topic, p) == self.id && !open.contains_key(&(topic.clone(), p))
+                    let key = (topic.clone(), p);
+                    self.owner_of(topic, p) == self.id
+                        && !handing_over(&catalog, topic, p, self.id)
+                        && !open.contains_key(&key)
+                        && !self.opening.borrow().contains(&key)
                 })
             })
         };
@@ -774,6 +787,41 @@ impl Shard {
             .get(&(topic.to_string(), partition))
             .map(|p| p.offsets())
     }
+}
+
+/// Marks partitions as being opened by one `apply_catalog` until it is
+/// done with them, whether the opens succeeded, failed or were cancelled.
+struct OpeningClaim<'a> {
+    shard: &'a Shard,
+    keys: Vec<(String, u32)>,
+}
+
+impl<'a> OpeningClaim<'a> {
+    fn new(shard: &'a Shard, keys: impl Iterator<Item = (String, u32)>) -> Self {
+        let keys: Vec<_> = keys.collect();
+        shard.opening.borrow_mut().extend(keys.iter().cloned());
+        Self { shard, keys }
+    }
+}
+
+impl Drop for OpeningClaim<'_> {
+    fn drop(&mut self) {
+        let mut opening = self.shard.opening.borrow_mut();
+        for key in &self.keys {
+            opening.remove(key);
+        }
+    }
+}
+
+/// Whether `shard` is handing `partition` of `topic` over to another shard:
+/// once released it stays closed here (its files belong to the move) until
+/// the switch places it elsewhere or a restart rolls the move back.
+/// Reopening it would serve it from two shards at once, each with its own
+/// idea of the log's end.
+fn handing_over(catalog: &TopicCatalog, topic: &str, partition: u32, shard: usize) -> bool {
+    catalog
+        .move_of(topic, partition)
+        .is_some_and(|m| m.from as usize == shard)
 }
 
 /// Records at or after `offset` in `batches` (the first batch may start earlier).

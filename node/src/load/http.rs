@@ -224,11 +224,41 @@ fn move_one(p: &HashMap<String, String>, handle: &LoadHandle) -> Answer {
             .map_err(|_| bad(format!("{name} must be a whole number")))
     };
     let (partition, to) = (number("partition")? as u32, number("to")? as usize);
-    match handle.control.call(ShardRequest::MovePartition {
+    let started_unix_ms = sprawl_shards::shard::now_ms();
+    let result = handle.control.call(ShardRequest::MovePartition {
         topic: topic.clone(),
         partition,
         to,
-    }) {
+    });
+    let mut record = rebalance::MoveRecord {
+        partition: format!("{topic}/{partition}"),
+        from_shard: u32::MAX,
+        to_shard: to as u32,
+        reason: "moved by hand".into(),
+        state: "done",
+        started_unix_ms,
+        duration_ms: Some((sprawl_shards::shard::now_ms() - started_unix_ms).max(0) as u64),
+        error: None,
+    };
+    match &result {
+        Ok(ShardReply::Moved { from, .. }) => record.from_shard = *from as u32,
+        Ok(_) | Err(_) => {
+            record.state = "failed";
+            record.error = Some(match &result {
+                Err(e) => e.to_string(),
+                Ok(other) => format!("unexpected reply {other:?}"),
+            });
+        }
+    }
+    // Refusals (already there, unknown topic) are not moves: not recorded.
+    if !matches!(
+        result,
+        Err(sprawl_shards::ShardError::InvalidRequest(_)
+            | sprawl_shards::ShardError::UnknownTopic(_))
+    ) {
+        rebalance::record_manual(&handle.status, record);
+    }
+    match result {
         Ok(ShardReply::Moved {
             from,
             to,

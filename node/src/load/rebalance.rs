@@ -160,6 +160,16 @@ fn run_move(m: &Move, control: &ControlHandle, status: &SharedStatus) -> MoveRec
             record.error = Some(e.to_string());
         }
     }
+    finish(status, &record);
+    record
+}
+
+/// Records a move done by hand (`/partitions/move`) on the status page.
+pub fn record_manual(status: &SharedStatus, record: MoveRecord) {
+    finish(status, &record);
+}
+
+fn finish(status: &SharedStatus, record: &MoveRecord) {
     let mut s = status.lock().expect("rebalance status lock");
     s.in_flight.retain(|r| r.partition != record.partition);
     if record.error.is_some() {
@@ -171,7 +181,6 @@ fn run_move(m: &Move, control: &ControlHandle, status: &SharedStatus) -> MoveRec
         s.recent.pop_front();
     }
     s.recent.push_back(record.clone());
-    record
 }
 
 #[cfg(test)]

@@ -131,18 +131,38 @@ impl NodeProcess {
 
     /// `GET path` on the admin endpoint: (status line, body).
     pub fn admin_get(&self, path: &str) -> (String, String) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(self.admin).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        (head.lines().next().unwrap().to_string(), body.to_string())
+        admin_request(self.admin, "GET", path).unwrap()
     }
+
+    /// `POST path` (no body) on the admin endpoint: (status line, body).
+    pub fn admin_post(&self, path: &str) -> (String, String) {
+        admin_request(self.admin, "POST", path).unwrap()
+    }
+}
+
+/// One admin HTTP request to `admin`: (status line, body), or why it could
+/// not be made (e.g. the node is gone). Usable from any thread.
+pub fn admin_request(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+) -> std::io::Result<(String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin)?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{method} {path}: incomplete answer {text:?}"),
+        )
+    })?;
+    let status = head.lines().next().unwrap_or_default().to_string();
+    Ok((status, body.to_string()))
 }
 
 impl Drop for NodeProcess {
