@@ -106,6 +106,11 @@ pub struct Shard {
     /// until then a request for one of them waits instead of failing (a
     /// peer shard may start serving while this one still recovers).
     recovered: Cell<bool>,
+    /// Held (on shard 0) from reading the catalog to committing its next
+    /// version: two concurrent changes (a topic created while a partition
+    /// moves) would otherwise both start from version N and the second
+    /// commit would silently drop the first.
+    catalog_writer: futures::lock::Mutex<()>,
 }
 
 impl Shard {
@@ -144,6 +149,7 @@ impl Shard {
             config,
             placement_changed: LocalNotify::default(),
             recovered: Cell::new(false),
+            catalog_writer: futures::lock::Mutex::new(()),
         })
     }
 
@@ -162,7 +168,9 @@ impl Shard {
         let deadline = Instant::now() + MOVE_WAIT;
         loop {
             let changed = self.placement_changed.notified();
-            let held = {
+            // Before this shard has adopted its first catalog it knows no
+            // topic at all: wait for it rather than answer "unknown topic".
+            let held = !self.recovered.get() || {
                 let catalog = self.catalog.borrow();
                 catalog.check_partition(topic, partition)?;
                 let owner = catalog.owner(topic, partition, self.count);
@@ -177,7 +185,7 @@ impl Shard {
                     .borrow()
                     .get(&(topic.to_string(), partition))
                     .map(|p| p.is_fenced());
-                (leaving && open != Some(false)) || (open.is_none() && !self.recovered.get())
+                leaving && open != Some(false)
             };
             if !held {
                 return Ok(None);
@@ -438,6 +446,7 @@ impl Shard {
                 .on(CATALOG_SHARD, ShardRequest::CreateTopic { name, config })
                 .await;
         }
+        let _writer = self.catalog_writer.lock().await;
         let mut next = self.catalog.borrow().clone();
         next.create(&name, config)?;
         self.commit_catalog(next).await
@@ -449,6 +458,7 @@ impl Shard {
                 .on(CATALOG_SHARD, ShardRequest::DeleteTopic { name })
                 .await;
         }
+        let _writer = self.catalog_writer.lock().await;
         let mut next = self.catalog.borrow().clone();
         next.delete(&name)?;
         let result = self.commit_catalog(next).await;

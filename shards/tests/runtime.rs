@@ -464,3 +464,59 @@ fn a_move_left_unfinished_rolls_back_at_start() {
     });
     assert!(TopicCatalog::load(&path).unwrap().moving.is_empty());
 }
+
+#[test]
+fn concurrent_catalog_changes_are_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    with_runtime(dir.path(), |shard| async move {
+        // Creates from both shards at once, while a partition moves: each
+        // change must start from the previous one, none may be lost.
+        shard.on(0, create_topic(2)).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let shard = shard.clone();
+            tasks.push(glommio::spawn_local(async move {
+                shard
+                    .on(
+                        i % 2,
+                        ShardRequest::CreateTopic {
+                            name: format!("t{i}"),
+                            config: TopicConfig {
+                                partitions: 1,
+                                retention_bytes: None,
+                                retention_ms: None,
+                                created_ms: 0,
+                            },
+                        },
+                    )
+                    .await
+            }));
+        }
+        let to = 1 - shard.owner_of("moving", 0);
+        let moved = shard
+            .on(
+                0,
+                ShardRequest::MovePartition {
+                    topic: "moving".into(),
+                    partition: 0,
+                    to,
+                },
+            )
+            .await;
+        assert!(matches!(moved, Ok(ShardReply::Moved { .. })), "{moved:?}");
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let catalog = shard.catalog().clone();
+        for i in 0..12 {
+            assert!(catalog.get(&format!("t{i}")).is_some(), "t{i} was lost");
+        }
+        assert_eq!(
+            catalog.owner("moving", 0, 2),
+            to,
+            "the move was not lost either"
+        );
+    });
+    let catalog = TopicCatalog::load(&dir.path().join("topics.json")).unwrap();
+    assert_eq!(catalog.topics.len(), 13);
+}

@@ -48,10 +48,13 @@ impl Shard {
                 .await;
         }
         let started = Instant::now();
-        let mut next = self.catalog().clone();
-        let intent = next.begin_move(&topic, partition, to, self.count, now_ms())?;
-        let from = intent.from as usize;
-        self.commit_catalog(next).await?;
+        let from = {
+            let _writer = self.catalog_writer.lock().await;
+            let mut next = self.catalog().clone();
+            let intent = next.begin_move(&topic, partition, to, self.count, now_ms())?;
+            self.commit_catalog(next).await?;
+            intent.from as usize
+        };
         tracing::info!(%topic, partition, from, to, "moving partition");
 
         let released = self
@@ -73,6 +76,7 @@ impl Shard {
             Err(e) => return self.abort_move(&topic, partition, e.to_string()).await,
         };
 
+        let _writer = self.catalog_writer.lock().await;
         let mut next = self.catalog().clone();
         next.finish_move(&topic, partition, self.count)?;
         if let Err(e) = self.commit_catalog_to(next, Some(to)).await {
@@ -96,6 +100,7 @@ impl Shard {
     /// partition (the source unfenced it: it serves again).
     async fn abort_move(self: &Rc<Self>, topic: &str, partition: u32, why: String) -> ShardResult {
         tracing::warn!(%topic, partition, reason = %why, "partition move failed; rolled back");
+        let _writer = self.catalog_writer.lock().await;
         let mut next = self.catalog().clone();
         next.abort_move(topic, partition)?;
         self.commit_catalog(next).await?;
