@@ -61,6 +61,7 @@ run() {
     kill "$node_pid"
     wait "$node_pid" || true
     node_pid=""
+    rm -rf "${tmp:?}/$name"
 }
 
 run periodic-20s --rate 2000 --burst-period 20s --burst-duration 5s --burst-rate 10000

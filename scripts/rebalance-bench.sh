@@ -91,6 +91,8 @@ for mode in off-noforecast off reactive predictive; do
     kill "$node_pid"
     wait "$node_pid" || true
     node_pid=""
+    # ~12 GB per mode at full speed: never keep two modes' data at once.
+    rm -rf "$data"
 done
 
 python3 - "$out" <<'EOF'

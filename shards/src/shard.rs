@@ -185,7 +185,12 @@ impl Shard {
                     .borrow()
                     .get(&(topic.to_string(), partition))
                     .map(|p| p.is_fenced());
-                leaving && open != Some(false)
+                let opening = open.is_none()
+                    && self
+                        .opening
+                        .borrow()
+                        .contains(&(topic.to_string(), partition));
+                (leaving && open != Some(false)) || opening
             };
             if !held {
                 return Ok(None);
@@ -820,6 +825,9 @@ impl Drop for OpeningClaim<'_> {
         for key in &self.keys {
             opening.remove(key);
         }
+        // Requests held while these opened re-check (and, if an open
+        // failed, get its error instead of waiting out the move timeout).
+        self.shard.placement_changed.notify_all();
     }
 }
 
