@@ -21,7 +21,7 @@ const PARTITION_LONG_HORIZON_S: usize = 300;
 /// Values of each series the model trains on (the newest).
 const TRAIN_WINDOW: usize = 1800;
 /// A model is trained only on series with at least this many values.
-const TRAIN_VALUES_MIN: usize = 120;
+const TRAIN_VALUES_MIN: usize = 60;
 
 /// Which series get a forecaster (the rest are only recorded).
 pub fn forecast_series(key: &SeriesKey) -> bool {
