@@ -151,6 +151,16 @@ pub enum AdminCommand {
     /// The node's load forecasts: value, interval, the forecaster used and
     /// every forecaster's rolling error (MAPE, MASE).
     Predict(PredictArgs),
+    /// The cluster as a node's gossip sees it.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Members (this node first): state, rack, addresses, shards, load;
+    /// gossip counters, including packets that failed authentication.
+    Status(AdminArgs),
 }
 
 /// Where the node's admin HTTP endpoint is.

@@ -18,6 +18,7 @@
 
 mod admin_http;
 mod cli;
+mod cluster;
 mod connect;
 mod consume;
 mod failure;
@@ -35,7 +36,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::cli::{AdminCommand, Cli, Command, ConnectionArgs, Format, NodeCommand};
+use crate::cli::{AdminCommand, Cli, ClusterCommand, Command, ConnectionArgs, Format, NodeCommand};
 use crate::failure::{one_line, status_of, ExitStatus};
 
 fn main() {
@@ -76,6 +77,9 @@ async fn run_admin(
         }
         AdminCommand::Load(args) => load::load(args, timeout, format).await,
         AdminCommand::Predict(args) => load::predict(args, timeout, format).await,
+        AdminCommand::Cluster(ClusterCommand::Status(args)) => {
+            cluster::status(args, timeout, format).await
+        }
     }
 }
 

@@ -23,6 +23,8 @@ pub struct AdminState {
     pub catalog: Arc<Mutex<TopicCatalog>>,
     /// None when the node runs without its load thread.
     pub load: Option<crate::load::LoadHandle>,
+    /// The cluster view, when gossip is on.
+    pub cluster: Option<crate::gossip::SharedView>,
 }
 
 /// Binds `addr` and serves on a background thread.
@@ -94,6 +96,18 @@ fn serve(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
             "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(state)),
             "/topics" => ("200 OK", "application/json", topics(state)),
             "/tiers" => ("200 OK", "application/json", tiers(state)),
+            "/cluster" => match &state.cluster {
+                Some(view) => (
+                    "200 OK",
+                    "application/json",
+                    view.lock().expect("cluster view lock").to_json().to_string() + "\n",
+                ),
+                None => (
+                    "200 OK",
+                    "application/json",
+                    json!({ "enabled": false, "members": [] }).to_string() + "\n",
+                ),
+            },
             _ => (
                 "404 Not Found",
                 "text/plain",

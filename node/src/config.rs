@@ -86,7 +86,23 @@ pub struct Flags {
     /// How often the load forecasting model trains, seconds. Default 30
     #[arg(long, env = "SPRAWL_FORECAST_TRAIN_EVERY_S")]
     pub forecast_train_every_s: Option<u64>,
-    /// Node id reported to clients. Default 1
+    /// Gossip (SWIM membership) UDP address; turns clustering on. E.g.
+    /// 127.0.0.2:7946
+    #[arg(long, env = "SPRAWL_GOSSIP")]
+    pub gossip: Option<SocketAddr>,
+    /// Gossip addresses of seed nodes, comma separated (retried until one
+    /// answers; a node's own address is skipped).
+    #[arg(long, env = "SPRAWL_JOIN", value_delimiter = ',')]
+    pub join: Vec<SocketAddr>,
+    /// Shared cluster keys (64 hex digits each, comma separated): the first
+    /// seals gossip, every one opens it (rotate by adding, promoting, retiring).
+    #[arg(long, env = "SPRAWL_CLUSTER_KEY", value_delimiter = ',')]
+    pub cluster_key: Vec<String>,
+    /// This node's rack (replicas avoid sharing one).
+    #[arg(long, env = "SPRAWL_RACK")]
+    pub rack: Option<String>,
+    /// Node id reported to clients. Default 1; with --gossip, a random id
+    /// kept in <data-dir>/node_id
     #[arg(long, env = "SPRAWL_NODE_ID")]
     pub node_id: Option<u32>,
     /// Do not pin shards to cores (e.g. when several nodes share a machine).
@@ -189,6 +205,9 @@ pub struct NodeConfig {
     pub rebalance_interval_s: u64,
     pub forecast_train_every_s: u64,
     pub load_forecast: bool,
+    /// Whether the node id was given (else, with gossip, one is generated).
+    pub node_id_given: bool,
+    pub gossip: Option<crate::gossip::GossipSettings>,
 }
 
 impl NodeConfig {
@@ -268,7 +287,16 @@ impl NodeConfig {
                 )
             })?),
         };
+        let node_id_given = flags.node_id.or(file.node_id).is_some();
+        let gossip = flags.gossip.map(|bind| crate::gossip::GossipSettings {
+            bind,
+            seeds: flags.join.clone(),
+            keys: flags.cluster_key.clone(),
+            rack: flags.rack.clone(),
+        });
         Ok(Self {
+            node_id_given,
+            gossip,
             rebalance_auto,
             rebalance_interval_s: flags.rebalance_interval_s.unwrap_or(30).max(1),
             forecast_train_every_s: flags.forecast_train_every_s.unwrap_or(30).max(1),

@@ -11,6 +11,7 @@ mod budget;
 mod config;
 mod errors;
 mod framing;
+mod gossip;
 mod handlers;
 mod load;
 mod prometheus;
@@ -51,7 +52,7 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let started = Instant::now();
-    let config = NodeConfig::resolve(Flags::parse())?;
+    let mut config = NodeConfig::resolve(Flags::parse())?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log)
@@ -67,6 +68,9 @@ fn run() -> anyhow::Result<()> {
         TlsIdentity::load(&tls_paths)
             .with_context(|| format!("loading TLS from {}", tls_paths.cert_path.display()))?,
     );
+    if config.gossip.is_some() && !config.node_id_given {
+        config.node_id = persistent_node_id(&config.data_dir)?;
+    }
     let io_memory_bytes =
         sprawl_io::memlock::io_memory_for_this_process(config.shards, IO_MEMORY_WANTED_BYTES)?;
     let catalog_path = config.data_dir.join("topics.json");
@@ -140,6 +144,22 @@ fn run() -> anyhow::Result<()> {
         None
     };
 
+    let gossip_stop = Arc::new(AtomicBool::new(false));
+    let gossip = match &config.gossip {
+        Some(settings) => Some(
+            gossip::start(
+                settings,
+                u64::from(config.node_id),
+                config.listen,
+                config.admin,
+                config.shards as u16,
+                runtime.snapshots.clone(),
+                gossip_stop.clone(),
+            )
+            .context("starting gossip")?,
+        ),
+        None => None,
+    };
     let admin_state = Arc::new(admin::AdminState {
         archive: tiered.as_ref().map(|t| t.archive.clone()),
         node_id: config.node_id,
@@ -150,6 +170,7 @@ fn run() -> anyhow::Result<()> {
         snapshots: runtime.snapshots.clone(),
         catalog: runtime.catalog.clone(),
         load: load.as_ref().map(|(handle, _)| handle.clone()),
+        cluster: gossip.as_ref().map(|(view, _)| view.clone()),
     });
     let admin_addr = admin::spawn(config.admin, admin_state)
         .with_context(|| format!("binding admin HTTP on {}", config.admin))?;
@@ -180,6 +201,10 @@ fn run() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     tracing::info!("shutting down: draining and fdatasyncing");
+    gossip_stop.store(true, Ordering::Relaxed);
+    if let Some((_, thread)) = gossip {
+        let _ = thread.join();
+    }
     runtime.request_shutdown();
     runtime.join()?;
     load_stop.store(true, Ordering::Relaxed);
@@ -245,6 +270,35 @@ fn start_archive(
         },
         cache_bytes: t.cache_bytes,
     })
+}
+
+/// The node id kept in `<data>/node_id`, generated (random, non-zero) on
+/// first start: a cluster member keeps its identity across restarts.
+fn persistent_node_id(data_dir: &Path) -> anyhow::Result<u32> {
+    let path = data_dir.join("node_id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return text
+            .trim()
+            .parse()
+            .with_context(|| format!("{} does not hold a node id", path.display()));
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()).rotate_left(32);
+    // SplitMix64 step: spreads the seed's bits; 0 is reserved.
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    let id = ((z ^ (z >> 31)) as u32).max(1);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{id}\n"))
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
 }
 
 /// The certificate to serve: given, previously generated, or generated now.
