@@ -34,7 +34,7 @@ start_node() {
 case "${1:-}" in
     up)
         n="${2:?usage: scripts/cluster.sh up N}"
-        cargo build --release -q -p sprawl-node
+        cargo build --release -q -p sprawl-node -p sprawl-ctl
         mkdir -p "$dir"
         [ -f "$dir/cluster.key" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$dir/cluster.key"
         for i in $(seq 1 "$n"); do start_node "$i"; done
@@ -45,12 +45,14 @@ case "${1:-}" in
         start_node "${2:?usage: scripts/cluster.sh start I}"
         ;;
     status)
+        summary='import json,sys; d=json.load(sys.stdin); print(", ".join("%s@%s %s" % (m["node_id"], m["gossip"], m["state"]) for m in [d["local"]] + d["members"]))'
         for pidfile in "$dir"/node-*.pid; do
             [ -e "$pidfile" ] || { echo "no cluster running (scripts/cluster.sh up N)"; exit 0; }
-            i=$(basename "$pidfile" .pid); i=${i#node-}
+            i=$(basename "$pidfile" .pid)
+            i=${i#node-}
             if kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-                echo "== node $i ($(ip "$i")): $(curl -sf "http://$(ip "$i"):7480/cluster" \
-                    | python3 -c 'import json,sys; d=json.load(sys.stdin); print(", ".join(f"{m[\"node_id\"]}@{m[\"gossip\"]} {m[\"state\"]}" for m in [d["local"]] + d["members"]))')"
+                view=$(curl -sf "http://$(ip "$i"):7480/cluster" | python3 -c "$summary" || echo "starting")
+                echo "== node $i ($(ip "$i")): $view"
             else
                 echo "== node $i ($(ip "$i")): not running"
             fi
