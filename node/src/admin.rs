@@ -165,6 +165,9 @@ fn metrics(state: &AdminState) -> String {
     if state.archive.is_some() {
         text.push_str(&crate::prometheus::render_tiers(&snaps, s3.as_ref()));
     }
+    if let Some(view) = &state.cluster {
+        text.push_str(&view.lock().expect("cluster view lock").render_prometheus());
+    }
     text
 }
 

@@ -77,6 +77,62 @@ impl ClusterView {
     }
 }
 
+impl ClusterView {
+    /// Membership metrics in the Prometheus text format.
+    pub fn render_prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        let alive = self.members.values().filter(|m| m.state == "alive").count() + 1;
+        let down = self.members.values().filter(|m| m.state == "down").count();
+        let stat = |name: &str| self.stats[name].as_u64().unwrap_or(0);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP sprawl_cluster_members Members this node's gossip knows, by state (itself included).\n\
+             # TYPE sprawl_cluster_members gauge\n\
+             sprawl_cluster_members{{state=\"alive\"}} {alive}\n\
+             sprawl_cluster_members{{state=\"down\"}} {down}"
+        );
+        for (name, help, value) in [
+            (
+                "sprawl_cluster_member_up_total",
+                "Members seen becoming active.",
+                self.members_up_total,
+            ),
+            (
+                "sprawl_cluster_member_down_total",
+                "Members declared down (or left).",
+                self.members_down_total,
+            ),
+            (
+                "sprawl_gossip_datagrams_received_total",
+                "Gossip datagrams received.",
+                stat("datagrams_received"),
+            ),
+            (
+                "sprawl_gossip_datagrams_sent_total",
+                "Gossip datagrams sent.",
+                stat("datagrams_sent"),
+            ),
+            (
+                "sprawl_gossip_rejected_total",
+                "Gossip datagrams dropped by the keyring (bad key, tampered, replayed, malformed).",
+                stat("rejected_total"),
+            ),
+            (
+                "sprawl_gossip_auth_failed_total",
+                "Gossip datagrams that failed authentication.",
+                stat("rejected_auth_failed"),
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        out
+    }
+}
+
 pub type SharedView = Arc<Mutex<ClusterView>>;
 
 /// A key id all nodes derive alike from the key itself (so operators only
