@@ -117,6 +117,17 @@ fn nodes_gossip_membership_and_detect_a_killed_node() {
         "killed node declared down by both survivors after {:?}",
         killed_at.elapsed()
     );
+    let (_, metrics) = a.admin_get("/metrics");
+    assert!(
+        metrics.contains("sprawl_cluster_members{state=\"down\"} 1"),
+        "{metrics}"
+    );
+    let downs: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sprawl_cluster_member_down_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no down counter in {metrics}"));
+    assert!(downs >= 1, "{metrics}");
 
     // Restarted on its data dir (same id), it is alive again everywhere.
     let _c = NodeProcess::start_with(
