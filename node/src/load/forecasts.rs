@@ -59,6 +59,16 @@ fn selector_config(key: &SeriesKey) -> SelectorConfig {
     config
 }
 
+/// The selector of `key`, made on its first value.
+fn selector_for<'a>(
+    selectors: &'a mut BTreeMap<SeriesKey, OnlineSelector>,
+    key: &SeriesKey,
+) -> &'a mut OnlineSelector {
+    selectors.entry(key.clone()).or_insert_with(|| {
+        OnlineSelector::new(selector_config(key)).expect("node selector config is valid")
+    })
+}
+
 /// Time spent forecasting, to report its share of a core.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Cost {
@@ -108,9 +118,7 @@ impl Forecasts {
             return;
         }
         let started = Instant::now();
-        let selector = self.selectors.entry(key.clone()).or_insert_with(|| {
-            OnlineSelector::new(selector_config(key)).expect("node selector config is valid")
-        });
+        let selector = selector_for(&mut self.selectors, key);
         if let Err(e) = selector.observe(value, Some(&self.model)) {
             tracing::debug!(series = %key, error = %e, "forecaster observe");
         }
@@ -123,9 +131,7 @@ impl Forecasts {
         if !forecast_series(key) {
             return;
         }
-        let selector = self.selectors.entry(key.clone()).or_insert_with(|| {
-            OnlineSelector::new(selector_config(key)).expect("node selector config is valid")
-        });
+        let selector = selector_for(&mut self.selectors, key);
         for &v in values.iter().filter(|v| v.is_finite()) {
             let _ = selector.observe(v, None);
         }

@@ -191,11 +191,11 @@ fn apply(p: &HashMap<String, String>, handle: &LoadHandle) -> Answer {
 fn status(handle: &LoadHandle) -> Answer {
     let status = serde_json::to_value(&*handle.status.lock().expect("rebalance status lock"))
         .map_err(|e| (500, e.to_string()))?;
-    let catalog_moves = handle.ask(Query::Auto)?;
+    let auto = handle.ask(Query::Auto)?;
     Ok(json!({
         "applying": handle.applying.load(Ordering::Acquire),
         "moves": status,
-        "auto": catalog_moves,
+        "auto": auto,
     }))
 }
 
