@@ -7,28 +7,43 @@
 #   scripts/cluster.sh start I   restart node I on its data dir
 #   scripts/cluster.sh down      stop every node (SIGTERM)
 #
-# Node I listens on 127.0.0.(I+1): QUIC :7470, admin HTTP :7480, gossip
-# UDP :7946, with data in ./data/cluster/node-I, one shard, rack rI%2, and
-# joins through node 1's gossip address. Gossip is sealed with a cluster
-# key generated once into ./data/cluster/cluster.key.
+# Node I (node id I) listens on 127.0.0.(I+1): client QUIC :7470, admin
+# HTTP :7480, gossip UDP :7946, node-to-node QUIC :7490, with data in
+# ./data/cluster/node-I, one shard, rack rI%2, and joins through node 1's
+# gossip address. Node 1 founds the metadata Raft group (--bootstrap); the
+# others join it as learners and the first two become voters. Gossip is
+# sealed with a cluster key generated once into ./data/cluster/cluster.key;
+# node-to-node QUIC uses mutual TLS from a cluster CA made once with
+# `sprawlctl cert` into ./data/cluster/certs (clients verify nodes with
+# --ca-file ./data/cluster/certs/ca.pem).
 #
-# What exists today is membership (SWIM gossip): placement, Raft
-# replication and forwarding between nodes are not wired in yet.
+# Topics are placed on the nodes by rendezvous hashing and every node
+# forwards requests for partitions it does not lead. Each partition lives
+# on one node (replication factor 1): partition replication is not wired
+# in yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=./data/cluster
 bin=./target/release/sprawl
+ctl=./target/release/sprawlctl
+certs=$dir/certs
 ip() { echo "127.0.0.$(($1 + 1))"; }
 
 start_node() {
-    local i=$1 a
+    local i=$1 a bootstrap=()
     a=$(ip "$i")
     mkdir -p "$dir/node-$i"
-    "$bin" --data-dir "$dir/node-$i" --listen "$a:7470" --admin "$a:7480" \
+    [ -f "$certs/ca.pem" ] || "$ctl" cert ca --dir "$certs" > /dev/null
+    [ -f "$certs/node-$i.pem" ] ||
+        "$ctl" cert node --ca-dir "$certs" --node-id "$i" --name "$a" --name localhost > /dev/null
+    [ "$i" = 1 ] && bootstrap=(--bootstrap)
+    "$bin" --node-id "$i" --data-dir "$dir/node-$i" --listen "$a:7470" --admin "$a:7480" \
         --gossip "$a:7946" --join "$(ip 1):7946" --cluster-key "$(cat "$dir/cluster.key")" \
+        --cluster-ca "$certs/ca.pem" --tls-cert "$certs/node-$i.pem" \
+        --tls-key "$certs/node-$i-key.pem" --peer-listen "$a:7490" "${bootstrap[@]}" \
         --rack "r$((i % 2))" --shards 1 --no-pin > "$dir/node-$i.log" 2>&1 &
     echo $! > "$dir/node-$i.pid"
-    echo "node $i: quic $a:7470  admin http://$a:7480  gossip $a:7946  data $dir/node-$i  (pid $!)"
+    echo "node $i: quic $a:7470  admin http://$a:7480  gossip $a:7946  peer $a:7490  data $dir/node-$i  (pid $!)"
 }
 
 case "${1:-}" in
@@ -45,7 +60,7 @@ case "${1:-}" in
         start_node "${2:?usage: scripts/cluster.sh start I}"
         ;;
     status)
-        summary='import json,sys; d=json.load(sys.stdin); print(", ".join("%s@%s %s" % (m["node_id"], m["gossip"], m["state"]) for m in [d["local"]] + d["members"]))'
+        summary='import json,sys; d=json.load(sys.stdin); m=d.get("metadata") or {}; print(", ".join("%s@%s %s" % (m["node_id"], m["gossip"], m["state"]) for m in [d["local"]] + d["members"]) + "; metadata: %s, leader %s, term %s" % (m.get("role"), m.get("leader"), m.get("term")))'
         for pidfile in "$dir"/node-*.pid; do
             [ -e "$pidfile" ] || { echo "no cluster running (scripts/cluster.sh up N)"; exit 0; }
             i=$(basename "$pidfile" .pid)
@@ -71,7 +86,7 @@ case "${1:-}" in
         echo "stopped"
         ;;
     *)
-        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -116,6 +116,10 @@ pub enum Command {
     /// Load forecasting on a trace file; needs no node.
     #[command(subcommand)]
     Forecast(ForecastCommand),
+    /// The cluster CA and node certificates (mutual TLS between nodes);
+    /// needs no node.
+    #[command(subcommand)]
+    Cert(crate::cert::CertCommand),
 }
 
 /// The commands that talk to a node (a connection is made before they run).

@@ -66,8 +66,22 @@ pub fn status_text(answer: &Value) -> String {
     }
     let alive = members.iter().filter(|m| m["state"] == "alive").count() + 1;
     let g = &answer["gossip"];
+    let meta = &answer["metadata"];
+    let metadata = if meta.is_object() {
+        format!(
+            "metadata Raft: leader {}, term {}, voters {}, learners {}; this node is {} (applied index {})\n",
+            cell(&meta["leader"]),
+            cell(&meta["term"]),
+            cell(&meta["voters"]),
+            cell(&meta["learners"]),
+            cell(&meta["role"]),
+            cell(&meta["applied_index"]),
+        )
+    } else {
+        "metadata Raft: off on this node (start it with --cluster-ca)\n".to_string()
+    };
     format!(
-        "{alive} of {} members alive; {}\n{}gossip: {} datagrams in, {} out, {} rejected ({} failed authentication, {} under an unknown key)\n",
+        "{alive} of {} members alive; {}\n{}gossip: {} datagrams in, {} out, {} rejected ({} failed authentication, {} under an unknown key)\n{metadata}",
         members.len() + 1,
         if answer["joined"] == Value::Bool(true) { "joined" } else { "not joined yet (retrying the seeds)" },
         table.render(),

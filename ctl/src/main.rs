@@ -12,11 +12,13 @@
 //!   HTTP endpoint too)
 //! * `forecast eval`: baseline load forecasters scored on a CSV trace; no
 //!   node, no connection, no runtime
+//! * `cert ca | node`: the cluster CA and node certificates; no node either
 //!
 //! A failure prints one line, `sprawlctl: <what failed>: <why>`, on stderr;
 //! exit statuses are in [`failure::ExitStatus`].
 
 mod admin_http;
+mod cert;
 mod cli;
 mod cluster;
 mod connect;
@@ -44,6 +46,7 @@ fn main() {
     let outcome = match &cli.command {
         // Offline: no runtime, no connection.
         Command::Forecast(command) => forecast::run(command, cli.format),
+        Command::Cert(command) => cert::run(command, cli.format),
         Command::Node(command) => block_on(run(&cli.connection, cli.format, command)),
         // HTTP to the admin endpoint: no QUIC connection.
         Command::Admin(command) => block_on(run_admin(command, cli.connection.timeout, cli.format)),

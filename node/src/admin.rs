@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 use sprawl_shards::{ShardSnapshot, TopicCatalog};
 
 pub struct AdminState {
@@ -25,6 +25,8 @@ pub struct AdminState {
     pub load: Option<crate::load::LoadHandle>,
     /// The cluster view, when gossip is on.
     pub cluster: Option<crate::gossip::SharedView>,
+    /// The metadata Raft view, when the cluster plane runs.
+    pub routes: Option<crate::cluster::meta::SharedRoutes>,
 }
 
 /// Binds `addr` and serves on a background thread.
@@ -97,11 +99,14 @@ fn serve(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
             "/topics" => ("200 OK", "application/json", topics(state)),
             "/tiers" => ("200 OK", "application/json", tiers(state)),
             "/cluster" => match &state.cluster {
-                Some(view) => (
-                    "200 OK",
-                    "application/json",
-                    view.lock().expect("cluster view lock").to_json().to_string() + "\n",
-                ),
+                Some(view) => {
+                    let mut answer = view.lock().expect("cluster view lock").to_json();
+                    answer["metadata"] = match &state.routes {
+                        Some(r) => r.read().expect("routes lock").to_json(),
+                        None => Value::Null,
+                    };
+                    ("200 OK", "application/json", answer.to_string() + "\n")
+                }
                 None => (
                     "200 OK",
                     "application/json",
@@ -167,6 +172,9 @@ fn metrics(state: &AdminState) -> String {
     }
     if let Some(view) = &state.cluster {
         text.push_str(&view.lock().expect("cluster view lock").render_prometheus());
+    }
+    if let Some(routes) = &state.routes {
+        text.push_str(&routes.read().expect("routes lock").render_prometheus());
     }
     text
 }

@@ -98,6 +98,22 @@ pub struct Flags {
     /// seals gossip, every one opens it (rotate by adding, promoting, retiring).
     #[arg(long, env = "SPRAWL_CLUSTER_KEY", value_delimiter = ',')]
     pub cluster_key: Vec<String>,
+    /// The cluster CA certificate (PEM, from `sprawlctl cert ca`). With
+    /// --gossip, turns on node-to-node QUIC with mutual TLS and the metadata
+    /// Raft group; --tls-cert/--tls-key must then be this node's certificate
+    /// from `sprawlctl cert node` (it serves clients and peers alike).
+    #[arg(long, env = "SPRAWL_CLUSTER_CA", requires = "gossip")]
+    pub cluster_ca: Option<PathBuf>,
+    /// Node-to-node QUIC address (mutual TLS). Default: the --listen IP, port 7490
+    #[arg(long, env = "SPRAWL_PEER_LISTEN")]
+    pub peer_listen: Option<SocketAddr>,
+    /// Found the cluster's metadata Raft group if the data dir holds none
+    /// (exactly one node of a new cluster; the others join it).
+    #[arg(long, env = "SPRAWL_BOOTSTRAP")]
+    pub bootstrap: bool,
+    /// Replication factor of topics created without one. Default 1
+    #[arg(long, env = "SPRAWL_REPLICATION_FACTOR")]
+    pub replication_factor: Option<u16>,
     /// This node's rack (replicas avoid sharing one).
     #[arg(long, env = "SPRAWL_RACK")]
     pub rack: Option<String>,
@@ -208,6 +224,10 @@ pub struct NodeConfig {
     /// Whether the node id was given (else, with gossip, one is generated).
     pub node_id_given: bool,
     pub gossip: Option<crate::gossip::GossipSettings>,
+    /// Node-to-node QUIC and metadata Raft (with --gossip and --cluster-ca).
+    pub cluster: Option<crate::cluster::ClusterSettings>,
+    /// Advertised in gossip even without the cluster plane.
+    pub peer_listen: SocketAddr,
 }
 
 impl NodeConfig {
@@ -294,9 +314,39 @@ impl NodeConfig {
             keys: flags.cluster_key.clone(),
             rack: flags.rack.clone(),
         });
+        let listen: SocketAddr = flags
+            .listen
+            .or(file.listen)
+            .unwrap_or(([127, 0, 0, 1], 7470).into());
+        let peer_listen = flags
+            .peer_listen
+            .unwrap_or(SocketAddr::new(listen.ip(), 7490));
+        let cluster = match flags.cluster_ca.clone() {
+            None => None,
+            Some(ca_cert) => {
+                let Some((cert_path, key_path)) = tls.clone() else {
+                    anyhow::bail!(
+                        "--cluster-ca needs this node's certificate: --tls-cert node-N.pem \
+                         --tls-key node-N-key.pem (from `sprawlctl cert node`)"
+                    );
+                };
+                Some(crate::cluster::ClusterSettings {
+                    peer_listen,
+                    ca_cert,
+                    node_cert: sprawl_io::quic::CertPaths {
+                        cert_path,
+                        key_path,
+                    },
+                    bootstrap: flags.bootstrap,
+                    default_replication_factor: flags.replication_factor.unwrap_or(1),
+                })
+            }
+        };
         Ok(Self {
             node_id_given,
             gossip,
+            cluster,
+            peer_listen,
             rebalance_auto,
             rebalance_interval_s: flags.rebalance_interval_s.unwrap_or(30).max(1),
             forecast_train_every_s: flags.forecast_train_every_s.unwrap_or(30).max(1),
@@ -306,10 +356,7 @@ impl NodeConfig {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./data")),
-            listen: flags
-                .listen
-                .or(file.listen)
-                .unwrap_or(([127, 0, 0, 1], 7470).into()),
+            listen,
             admin: flags
                 .admin
                 .or(file.admin)

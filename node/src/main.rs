@@ -8,8 +8,10 @@
 
 mod admin;
 mod budget;
+mod cluster;
 mod config;
 mod errors;
+mod forward;
 mod framing;
 mod gossip;
 mod handlers;
@@ -86,7 +88,12 @@ fn run() -> anyhow::Result<()> {
     // the handshake) never send a batch the log would refuse.
     let frame_limits = FrameLimits::for_requests()
         .with_frame_bytes_max(config.batch_bytes_max.min(u32::MAX as usize) as u32);
+    let cluster_handle = config
+        .cluster
+        .as_ref()
+        .map(|c| cluster::ClusterHandle::new(u64::from(config.node_id), c.ca_cert.clone()));
     let node = Arc::new(NodeInfo {
+        cluster: cluster_handle.as_ref().map(|(h, _)| h.clone()),
         node_id: config.node_id,
         listen: config.listen,
         shard_count: config.shards as u16,
@@ -152,6 +159,7 @@ fn run() -> anyhow::Result<()> {
                 u64::from(config.node_id),
                 config.listen,
                 config.admin,
+                config.peer_listen,
                 config.shards as u16,
                 runtime.snapshots.clone(),
                 gossip_stop.clone(),
@@ -159,6 +167,23 @@ fn run() -> anyhow::Result<()> {
             .context("starting gossip")?,
         ),
         None => None,
+    };
+    let cluster_stop = Arc::new(AtomicBool::new(false));
+    let cluster_thread = match (&config.cluster, cluster_handle, &gossip) {
+        (Some(settings), Some((handle, inbound)), Some((view, _))) => Some(
+            cluster::start(
+                settings,
+                &handle,
+                inbound,
+                config.data_dir.clone(),
+                view.clone(),
+                runtime.control.clone(),
+                runtime.catalog.clone(),
+                cluster_stop.clone(),
+            )
+            .context("starting the cluster plane")?,
+        ),
+        _ => None,
     };
     let admin_state = Arc::new(admin::AdminState {
         archive: tiered.as_ref().map(|t| t.archive.clone()),
@@ -171,6 +196,10 @@ fn run() -> anyhow::Result<()> {
         catalog: runtime.catalog.clone(),
         load: load.as_ref().map(|(handle, _)| handle.clone()),
         cluster: gossip.as_ref().map(|(view, _)| view.clone()),
+        routes: cluster_thread
+            .as_ref()
+            .and(node.cluster.as_ref())
+            .map(|c| c.routes.clone()),
     });
     let admin_addr = admin::spawn(config.admin, admin_state)
         .with_context(|| format!("binding admin HTTP on {}", config.admin))?;
@@ -201,6 +230,10 @@ fn run() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     tracing::info!("shutting down: draining and fdatasyncing");
+    cluster_stop.store(true, Ordering::Relaxed);
+    if let Some(thread) = cluster_thread {
+        let _ = thread.join();
+    }
     gossip_stop.store(true, Ordering::Relaxed);
     if let Some((_, thread)) = gossip {
         let _ = thread.join();

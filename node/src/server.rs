@@ -12,7 +12,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use sprawl_io::quic::{
-    LocalConnection, LocalEndpoint, LocalRecvStream, LocalSendStream, QuicLimits, TlsIdentity,
+    LocalConnection, LocalEndpoint, LocalRecvStream, LocalSendStream, QuicLimits, ServerTrust,
+    TlsIdentity,
 };
 use sprawl_shards::Shard;
 use sprawl_wire::{
@@ -36,6 +37,8 @@ pub struct NodeInfo {
     pub shard_count: u16,
     pub frame_limits: FrameLimits,
     pub batch_bytes_max: usize,
+    /// The cluster plane, when this node is part of one.
+    pub cluster: Option<crate::cluster::ClusterHandle>,
 }
 
 /// One client connection, on the shard that accepted it.
@@ -46,6 +49,11 @@ pub struct Conn {
     pub budget: Rc<ByteBudget>,
     pub next_subscription_id: Cell<u64>,
     pub remote: SocketAddr,
+    /// The peer is another node forwarding a client's request: never
+    /// forward again (see `forward`).
+    pub forwarded: Cell<bool>,
+    /// This shard's connections to the other nodes (in a cluster).
+    pub forwarder: Option<Rc<crate::forward::Forwarder>>,
 }
 
 /// Runs the shard's QUIC endpoint until shutdown.
@@ -55,7 +63,19 @@ pub async fn serve(shard: Rc<Shard>, node: Arc<NodeInfo>, identity: Arc<TlsIdent
         ..QuicLimits::default()
     };
     let endpoint = match LocalEndpoint::server(node.listen, &identity, &limits) {
-        Ok(e) => Rc::new(e),
+        Ok(mut e) => {
+            if let Some(cluster) = &node.cluster {
+                // The same endpoint dials the other nodes to forward
+                // requests; they present cluster-CA certificates.
+                let trust = ServerTrust::CaFile(cluster.ca_cert.clone());
+                if let Err(err) = e.set_client_trust(&trust, &limits) {
+                    tracing::error!(shard = shard.id, error = %err, "cannot trust the cluster CA");
+                    shard.signal_failed(format!("shard {}: cluster CA: {err}", shard.id));
+                    return;
+                }
+            }
+            Rc::new(e)
+        }
         Err(e) => {
             tracing::error!(shard = shard.id, error = %e, "cannot start the QUIC endpoint");
             shard.signal_failed(format!("shard {}: {e}", shard.id));
@@ -64,15 +84,22 @@ pub async fn serve(shard: Rc<Shard>, node: Arc<NodeInfo>, identity: Arc<TlsIdent
     };
     tracing::debug!(shard = shard.id, addr = %node.listen, "QUIC endpoint listening");
     shard.signal_ready();
+    let forwarder = node.cluster.as_ref().map(|c| {
+        Rc::new(crate::forward::Forwarder::new(
+            endpoint.clone(),
+            Some(c.routes.clone()),
+        ))
+    });
     let accept_loop = {
         let (shard, node, endpoint) = (shard.clone(), node.clone(), endpoint.clone());
+        let forwarder = forwarder.clone();
         async move {
             while let Some(incoming) = endpoint.accept().await {
-                let (shard, node) = (shard.clone(), node.clone());
+                let (shard, node, forwarder) = (shard.clone(), node.clone(), forwarder.clone());
                 glommio::spawn_local(async move {
                     let remote = incoming.remote_address();
                     match incoming.accept().await {
-                        Ok(conn) => serve_connection(shard, node, conn, remote).await,
+                        Ok(conn) => serve_connection(shard, node, forwarder, conn, remote).await,
                         Err(e) => tracing::debug!(%remote, error = %e, "handshake failed"),
                     }
                 })
@@ -87,6 +114,7 @@ pub async fn serve(shard: Rc<Shard>, node: Arc<NodeInfo>, identity: Arc<TlsIdent
 async fn serve_connection(
     shard: Rc<Shard>,
     node: Arc<NodeInfo>,
+    forwarder: Option<Rc<crate::forward::Forwarder>>,
     conn: LocalConnection,
     remote: SocketAddr,
 ) {
@@ -103,6 +131,8 @@ async fn serve_connection(
         budget: ByteBudget::new(CONNECTION_BUDGET_BYTES),
         next_subscription_id: Cell::new(1),
         remote,
+        forwarded: Cell::new(false),
+        forwarder,
     });
     loop {
         match conn.accept_bi().await {
@@ -162,6 +192,20 @@ async fn serve_stream(conn: Rc<Conn>, mut send: LocalSendStream, mut recv: Local
         let request_id = decoded.request_id;
         let req = handlers::subscribe::OwnedSubscribe::from(&req);
         drop(permit);
+        if let Some((leader, addr)) =
+            crate::forward::remote_leader(&conn, &req.topic, req.partition)
+        {
+            if let Some(forwarder) = conn.forwarder.clone() {
+                let first = frame.as_bytes().clone();
+                if let Err(f) = forwarder
+                    .proxy_stream(leader, addr, first, send, recv)
+                    .await
+                {
+                    tracing::debug!(topic = %req.topic, partition = req.partition, error = %f.message, "subscription proxy failed");
+                }
+                return;
+            }
+        }
         handlers::subscribe::serve(conn, request_id, req, send, recv).await;
         return;
     }

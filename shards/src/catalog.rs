@@ -39,6 +39,12 @@ pub struct TopicCatalog {
     /// it at start-up and rolls it back (see [`TopicCatalog::abort_moves`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub moving: BTreeMap<String, BTreeMap<u32, PartitionMove>>,
+    /// In a cluster: the node that leads each partition (index = partition)
+    /// as the metadata Raft group committed it; a request for a partition
+    /// led by another node is forwarded there. Empty on a single node, where
+    /// this node leads everything.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub leaders: BTreeMap<String, Vec<u32>>,
 }
 
 /// A partition on its way from one shard to another.
@@ -141,8 +147,48 @@ impl TopicCatalog {
         // A topic created later with the same name starts on the hash placement.
         self.placement.remove(name);
         self.moving.remove(name);
+        self.leaders.remove(name);
         self.version += 1;
         Ok(cfg)
+    }
+
+    /// The node leading `partition` of `topic` in a cluster; `None` on a
+    /// single node (or for a topic the metadata group placed no leader for).
+    pub fn leader_of(&self, topic: &str, partition: u32) -> Option<u32> {
+        self.leaders
+            .get(topic)
+            .and_then(|nodes| nodes.get(partition as usize))
+            .copied()
+    }
+
+    /// Adopts a topic as the cluster's metadata group committed it: created
+    /// if missing, its partition leaders replaced either way. A topic of the
+    /// same name with another partition count is a different topic (deleted
+    /// and recreated while this node was away): it is replaced.
+    pub fn apply_cluster_topic(
+        &mut self,
+        name: &str,
+        config: TopicConfig,
+        leaders: Vec<u32>,
+    ) -> Result<(), CatalogError> {
+        if leaders.len() != config.partitions as usize {
+            return Err(CatalogError::InvalidPartitions(leaders.len() as u32));
+        }
+        match self.topics.get(name) {
+            Some(existing) if existing.partitions == config.partitions => {
+                if self.leaders.get(name) == Some(&leaders) {
+                    return Ok(());
+                }
+            }
+            Some(_) => {
+                self.delete(name)?;
+                self.create(name, config)?;
+            }
+            None => self.create(name, config)?,
+        }
+        self.leaders.insert(name.to_string(), leaders);
+        self.version += 1;
+        Ok(())
     }
 
     /// The shard that owns `partition` of `topic` among `shard_count`: where

@@ -53,6 +53,13 @@ pub enum ShardRequest {
     DeleteTopic {
         name: String,
     },
+    /// To shard 0: adopt a topic and its partition leaders as the cluster's
+    /// metadata group committed them (see `TopicCatalog::apply_cluster_topic`).
+    ApplyClusterTopic {
+        name: String,
+        config: TopicConfig,
+        leaders: Vec<u32>,
+    },
     /// From shard 0 to every shard: adopt this catalog (if newer), open the
     /// partitions it now owns, drop deleted ones.
     ApplyCatalog(TopicCatalog),
@@ -94,6 +101,7 @@ impl ShardRequest {
             } => Some((topic, *partition)),
             Self::CreateTopic { .. }
             | Self::DeleteTopic { .. }
+            | Self::ApplyClusterTopic { .. }
             | Self::ApplyCatalog(_)
             | Self::MovePartition { .. }
             | Self::ReleasePartition { .. } => None,

@@ -430,6 +430,11 @@ impl Shard {
             )),
             ShardRequest::CreateTopic { name, config } => self.create_topic(name, config).await,
             ShardRequest::DeleteTopic { name } => self.delete_topic(name).await,
+            ShardRequest::ApplyClusterTopic {
+                name,
+                config,
+                leaders,
+            } => self.apply_cluster_topic(name, config, leaders).await,
             ShardRequest::ApplyCatalog(catalog) => {
                 self.apply_catalog(catalog).await?;
                 Ok(ShardReply::Done)
@@ -454,6 +459,30 @@ impl Shard {
         let _writer = self.catalog_writer.lock().await;
         let mut next = self.catalog.borrow().clone();
         next.create(&name, config)?;
+        self.commit_catalog(next).await
+    }
+
+    async fn apply_cluster_topic(
+        self: &Rc<Self>,
+        name: String,
+        config: TopicConfig,
+        leaders: Vec<u32>,
+    ) -> ShardResult {
+        if self.id != CATALOG_SHARD {
+            let request = ShardRequest::ApplyClusterTopic {
+                name,
+                config,
+                leaders,
+            };
+            return self.on(CATALOG_SHARD, request).await;
+        }
+        let _writer = self.catalog_writer.lock().await;
+        let mut next = self.catalog.borrow().clone();
+        let version = next.version;
+        next.apply_cluster_topic(&name, config, leaders)?;
+        if next.version == version {
+            return Ok(ShardReply::Done);
+        }
         self.commit_catalog(next).await
     }
 

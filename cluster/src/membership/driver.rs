@@ -923,6 +923,7 @@ mod tests {
             gossip: a,
             quic: a,
             admin: a,
+            peer: a,
         };
         Member::new(node_id, 1, addrs, None, 1).unwrap()
     }

@@ -24,6 +24,8 @@ pub struct MemberAddrs {
     pub quic: SocketAddr,
     /// HTTP admin endpoint.
     pub admin: SocketAddr,
+    /// Node-to-node QUIC endpoint (mutual TLS): metadata Raft and forwarding.
+    pub peer: SocketAddr,
 }
 
 /// An invalid identity.
@@ -104,6 +106,7 @@ impl Member {
                 gossip,
                 quic: gossip,
                 admin: gossip,
+                peer: gossip,
             },
             rack: None,
             shard_count: 1,
@@ -187,6 +190,7 @@ mod tests {
             gossip: SocketAddr::from(([127, 0, 0, 1], port)),
             quic: SocketAddr::from(([127, 0, 0, 1], port + 1)),
             admin: SocketAddr::from(([127, 0, 0, 1], port + 2)),
+            peer: SocketAddr::from(([127, 0, 0, 1], port + 3)),
         }
     }
 
@@ -253,6 +257,7 @@ mod tests {
                 gossip: "[2001:db8::1]:7946".parse().unwrap(),
                 quic: "[2001:db8::1]:7947".parse().unwrap(),
                 admin: "[2001:db8::1]:7948".parse().unwrap(),
+                peer: "[2001:db8::1]:7949".parse().unwrap(),
             },
             Some("r".repeat(RACK_BYTES_MAX)),
             u16::MAX,

@@ -280,6 +280,7 @@ mod tests {
                 gossip: a,
                 quic: a,
                 admin: a,
+                peer: a,
             },
             None,
             1,

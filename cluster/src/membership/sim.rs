@@ -274,6 +274,7 @@ impl SimCluster {
                     gossip: SocketAddr::from((ip, SIM_GOSSIP_PORT)),
                     quic: SocketAddr::from((ip, 4433)),
                     admin: SocketAddr::from((ip, 8080)),
+                    peer: SocketAddr::from((ip, 7490)),
                 };
                 by_addr.insert(addrs.gossip, i);
                 SimNode {

@@ -34,6 +34,43 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
     #[error("TLS configuration lacks a QUIC initial cipher suite: {0}")]
     NoInitialCipherSuite(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    #[error("{path} exists already: refusing to replace a cluster CA (rotate it deliberately)")]
+    CaExists { path: PathBuf },
+    #[error("{name:?} is neither a DNS name nor an IP address")]
+    BadSubjectName { name: String },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("loading the cluster CA from {cert} and {key}: {source}")]
+    LoadCa {
+        cert: PathBuf,
+        key: PathBuf,
+        source: rcgen::Error,
+    },
+    #[error("a certificate signed with {key} does not verify against {cert} (not this CA's key?): {source}")]
+    CaKeyMismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("node certificate {path} is not valid under cluster CA {ca}: {source}")]
+    NodeCertificateRejected {
+        path: PathBuf,
+        ca: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("private key {key} does not belong to certificate {cert}: {source}")]
+    KeyMismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("{path} holds {count} certificates: issuing needs exactly the CA's own")]
+    CaNotSingle { path: PathBuf, count: usize },
+    #[error("certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("server verification: give a CA file or ask for insecure mode, not both")]
     ConflictingTrust,
     #[error("server verification: give a CA file (or explicitly ask for insecure mode)")]

@@ -14,6 +14,8 @@
 //! - `write_watcher`: one process-wide epoll thread that only wakes senders
 //!   whose socket send buffer was full (rare; never on the hot path).
 //! - [`tls`]: PEM loading, self-signed certificates, rustls (ring, TLS 1.3).
+//! - [`cluster_tls`]: the cluster CA, node certificates and the mutual-TLS
+//!   rustls configs of node-to-node connections (ALPN `sprawl-peer/1`).
 //! - [`endpoint`]: server (`SO_REUSEPORT`, no migration, ALPN `sprawl/1`) and
 //!   client endpoint construction, [`QuicLimits`].
 //! - [`local`]: `!Send` handles ([`LocalEndpoint`], [`LocalConnection`], ...)
@@ -23,6 +25,7 @@
 //! and dropped on one glommio executor thread. The `!Send` handles enforce it
 //! at compile time for users of this module.
 
+pub mod cluster_tls;
 pub mod endpoint;
 pub mod error;
 pub mod local;
@@ -32,6 +35,10 @@ mod timer;
 pub mod tls;
 mod write_watcher;
 
+pub use cluster_tls::{
+    cluster_ca_paths, create_cluster_ca, issue_node_certificate, node_cert_paths, peer_server_name,
+    ClusterTls, ALPN_SPRAWL_PEER_V1, CA_CERT_FILE_NAME, CA_KEY_FILE_NAME,
+};
 pub use endpoint::{QuicLimits, ALPN_SPRAWL_V1};
 pub use error::{QuicError, TlsError};
 pub use local::{LocalConnection, LocalEndpoint, LocalIncoming, LocalRecvStream, LocalSendStream};

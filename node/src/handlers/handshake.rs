@@ -29,6 +29,8 @@ pub fn handle(conn: &Conn, id: u64, req: &HandshakeRequest<'_>) -> Bytes {
         response.error = Some(ErrorInfo::new(ErrorCode::UnsupportedVersion, &msg));
     } else {
         conn.handshaken.set(true);
+        conn.forwarded
+            .set(req.client_id == crate::forward::FORWARDER_CLIENT_ID);
         tracing::debug!(remote = %conn.remote, client_id = req.client_id, software = req.client_software, "handshake");
     }
     encode(&Frame::new(id, response))

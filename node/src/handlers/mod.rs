@@ -11,6 +11,7 @@ pub mod topics;
 use bytes::Bytes;
 use sprawl_wire::{Body, ErrorCode, ErrorInfo, ErrorResponse, Frame, VerifiedFrame};
 
+use crate::errors::Failure;
 use crate::framing::encode;
 use crate::server::Conn;
 
@@ -21,6 +22,21 @@ pub async fn dispatch(
     decoded: Frame<'_>,
 ) -> Option<Bytes> {
     let id = decoded.request_id;
+    // Partition requests led by another node go there (see `forward`).
+    let target = match &decoded.body {
+        Body::FetchRequest(r) => Some((r.topic, r.partition)),
+        Body::ResolveOffsetRequest(r) => Some((r.topic, r.partition)),
+        Body::CommitOffsetRequest(r) => Some((r.topic, r.partition)),
+        Body::CommittedOffsetRequest(r) => Some((r.topic, r.partition)),
+        _ => None,
+    };
+    if let Some((topic, partition)) = target {
+        match crate::forward::route(conn, frame, topic, partition).await {
+            Some(Ok(answer)) => return Some(answer),
+            Some(Err(f)) => return Some(forward_failure(id, &decoded.body, partition, &f)),
+            None => {}
+        }
+    }
     match decoded.body {
         Body::HandshakeRequest(req) => Some(handshake::handle(conn, id, &req)),
         Body::MetadataRequest(req) => Some(topics::metadata(conn, id, &req).await),
@@ -45,5 +61,41 @@ pub async fn dispatch(
                 },
             )))
         }
+    }
+}
+
+/// The response a forwarding failure gets, of the request's own type.
+fn forward_failure(id: u64, body: &Body<'_>, partition: u32, f: &Failure) -> Bytes {
+    use sprawl_wire::{
+        CommitOffsetResponse, CommittedOffsetResponse, FetchResponse, ResolveOffsetResponse,
+    };
+    let error = Some(f.info());
+    match body {
+        Body::FetchRequest(r) => encode(&Frame::new(
+            id,
+            FetchResponse {
+                error,
+                partition,
+                next_offset: r.offset,
+                ..Default::default()
+            },
+        )),
+        Body::ResolveOffsetRequest(_) => encode(&Frame::new(
+            id,
+            ResolveOffsetResponse {
+                error,
+                partition,
+                offset: 0,
+            },
+        )),
+        Body::CommitOffsetRequest(_) => encode(&Frame::new(id, CommitOffsetResponse { error })),
+        Body::CommittedOffsetRequest(_) => encode(&Frame::new(
+            id,
+            CommittedOffsetResponse {
+                error,
+                ..Default::default()
+            },
+        )),
+        _ => encode(&Frame::new(id, ErrorResponse { error: f.info() })),
     }
 }

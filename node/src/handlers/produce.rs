@@ -23,7 +23,15 @@ pub async fn handle(
     frame: &VerifiedFrame,
     req: &ProduceRequest<'_>,
 ) -> Option<Bytes> {
-    let result = produce(conn, frame, req).await;
+    let result = match target_partition(conn, req) {
+        Ok(partition) => match crate::forward::route(conn, frame, req.topic, partition).await {
+            // The leader's own response (none for acks=none).
+            Some(Ok(answer)) => return (!answer.is_empty()).then_some(answer),
+            Some(Err(f)) => Err(f),
+            None => produce(conn, frame, req, partition).await,
+        },
+        Err(f) => Err(f),
+    };
     if result.is_err() {
         conn.shard.metrics.borrow_mut().errors += 1;
     }
@@ -53,11 +61,8 @@ pub async fn handle(
     })
 }
 
-async fn produce(
-    conn: &Rc<Conn>,
-    frame: &VerifiedFrame,
-    req: &ProduceRequest<'_>,
-) -> Result<(u32, u64, u64), Failure> {
+/// The partition a produce writes: the one named, or the key's.
+fn target_partition(conn: &Conn, req: &ProduceRequest<'_>) -> Result<u32, Failure> {
     if req.records.len() > conn.node.batch_bytes_max {
         return Err(ShardError::MessageTooLarge {
             bytes: req.records.len(),
@@ -65,19 +70,23 @@ async fn produce(
         }
         .into());
     }
-    let partition = {
-        let catalog = conn.shard.catalog();
-        let cfg = catalog
-            .get(req.topic)
-            .ok_or_else(|| ShardError::UnknownTopic(req.topic.to_string()))?;
-        match req.target {
-            PartitionTarget::Partition(p) => p,
-            PartitionTarget::Key(key) => sprawl_wire::partition_for_key(key, cfg.partitions)
-                .ok_or_else(|| {
-                    Failure::new(ErrorCode::InvalidRequest, "topic has no partitions")
-                })?,
-        }
-    };
+    let catalog = conn.shard.catalog();
+    let cfg = catalog
+        .get(req.topic)
+        .ok_or_else(|| ShardError::UnknownTopic(req.topic.to_string()))?;
+    Ok(match req.target {
+        PartitionTarget::Partition(p) => p,
+        PartitionTarget::Key(key) => sprawl_wire::partition_for_key(key, cfg.partitions)
+            .ok_or_else(|| Failure::new(ErrorCode::InvalidRequest, "topic has no partitions"))?,
+    })
+}
+
+async fn produce(
+    conn: &Rc<Conn>,
+    frame: &VerifiedFrame,
+    req: &ProduceRequest<'_>,
+    partition: u32,
+) -> Result<(u32, u64, u64), Failure> {
     let owner = conn.shard.owner_of(req.topic, partition);
     let request = ShardRequest::Produce {
         topic: req.topic.to_string(),

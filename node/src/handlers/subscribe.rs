@@ -26,8 +26,8 @@ const PUSH_WAIT_MS: u32 = 500;
 
 /// The request, owned (its frame is released while the subscription runs).
 pub struct OwnedSubscribe {
-    topic: String,
-    partition: u32,
+    pub topic: String,
+    pub partition: u32,
     start: StartPosition,
     credit_bytes: u64,
 }

@@ -1,0 +1,174 @@
+//! The node's cluster plane (with `--gossip` and a cluster certificate):
+//! a plain OS thread (`cluster`) running a single-threaded tokio runtime
+//! with the peer QUIC endpoint (mutual TLS, `peer`) and the metadata Raft
+//! driver (`meta`). Shards reach it through [`ClusterHandle`]; it reaches
+//! the shards through the runtime's `ControlHandle`. Control plane only:
+//! no shard's reactor ever waits on it except for a topic change.
+
+pub mod meta;
+pub mod peer;
+pub mod protocol;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sprawl_io::quic::{CertPaths, ClusterTls};
+use sprawl_shards::{ControlHandle, TopicCatalog};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::gossip::SharedView;
+use meta::{MetaDriver, Routes, SharedRoutes};
+use peer::{Inbound, PeerEndpoint};
+use protocol::{PeerRequest, PeerResponse, RejectKind};
+
+/// Metadata Raft tick (election after 10–20 ticks without a leader).
+const META_TICK: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub peer_listen: SocketAddr,
+    pub ca_cert: PathBuf,
+    pub node_cert: CertPaths,
+    /// Found the metadata group (one voter: this node) when the data dir
+    /// holds none; exactly one node of a new cluster does.
+    pub bootstrap: bool,
+    pub default_replication_factor: u16,
+}
+
+/// The shards' door into the cluster plane (`Send`, cheap to clone).
+#[derive(Clone, Debug)]
+pub struct ClusterHandle {
+    tx: mpsc::UnboundedSender<Inbound>,
+    pub routes: SharedRoutes,
+    pub node_id: u64,
+    /// The cluster CA: forwarding connections verify leaders against it.
+    pub ca_cert: PathBuf,
+}
+
+impl ClusterHandle {
+    /// The handle and the receiving end the cluster thread will own; made
+    /// before the shards start so their connections can hold the handle.
+    pub fn new(node_id: u64, ca_cert: PathBuf) -> (Self, mpsc::UnboundedReceiver<Inbound>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let routes = Arc::new(RwLock::new(Routes {
+            node_id,
+            ..Routes::default()
+        }));
+        (
+            Self {
+                tx,
+                routes,
+                node_id,
+                ca_cert,
+            },
+            rx,
+        )
+    }
+
+    /// Runs a topic change through the metadata group; answers once it is
+    /// committed and applied on this node (or refused).
+    pub async fn change(&self, request: PeerRequest) -> PeerResponse {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Inbound::Request { request, reply }).is_err() {
+            return PeerResponse::Rejected {
+                kind: RejectKind::Unavailable,
+                message: "the cluster thread has stopped".into(),
+            };
+        }
+        answer.await.unwrap_or(PeerResponse::Rejected {
+            kind: RejectKind::Unavailable,
+            message: "the cluster thread dropped the request".into(),
+        })
+    }
+
+    /// The client-facing QUIC address of a node, if gossip knows it.
+    pub fn quic_addr(&self, node: u64) -> Option<SocketAddr> {
+        self.routes.read().unwrap().nodes.get(&node).map(|a| a.quic)
+    }
+}
+
+/// Starts the cluster thread. It stops when `stop` is set.
+#[allow(clippy::too_many_arguments)]
+pub fn start(
+    settings: &ClusterSettings,
+    handle: &ClusterHandle,
+    inbound: mpsc::UnboundedReceiver<Inbound>,
+    data_dir: PathBuf,
+    gossip: SharedView,
+    control: ControlHandle,
+    catalog: Arc<Mutex<TopicCatalog>>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let tls = ClusterTls::load(&settings.ca_cert, &settings.node_cert).with_context(|| {
+        format!(
+            "loading the cluster certificate {} (CA {})",
+            settings.node_cert.cert_path.display(),
+            settings.ca_cert.display()
+        )
+    })?;
+    let node = MetaDriver::open(handle.node_id, &data_dir.join("meta"), settings.bootstrap)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the cluster thread's runtime")?;
+    let peers = {
+        let _guard = runtime.enter();
+        PeerEndpoint::bind(settings.peer_listen, &tls)?
+    };
+    tracing::info!(peer = %settings.peer_listen, bootstrap = settings.bootstrap, "cluster plane: peer endpoint (mutual TLS) and metadata Raft");
+    let (forwarded_tx, forwarded_rx) = mpsc::unbounded_channel();
+    let mut driver = MetaDriver {
+        node,
+        peers,
+        gossip,
+        control,
+        catalog,
+        routes: handle.routes.clone(),
+        inbound_tx: handle.tx.clone(),
+        waiting: HashMap::new(),
+        apply_waiters: Vec::new(),
+        forwarded_tx,
+        default_replication_factor: settings.default_replication_factor,
+        last_membership_check: Instant::now(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("cluster".into())
+        .spawn(move || runtime.block_on(run(&mut driver, inbound, forwarded_rx, stop)))?;
+    Ok(thread)
+}
+
+async fn run(
+    driver: &mut MetaDriver,
+    mut inbound: mpsc::UnboundedReceiver<Inbound>,
+    mut forwarded: mpsc::UnboundedReceiver<(PeerResponse, oneshot::Sender<PeerResponse>)>,
+    stop: Arc<AtomicBool>,
+) {
+    tokio::spawn(driver.peers.clone().serve(driver.inbound_tx.clone()));
+    driver.publish_routes();
+    driver.reconcile_all(false);
+    let mut tick = tokio::time::interval(META_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.load(Ordering::Relaxed) {
+        tokio::select! {
+            _ = tick.tick() => {
+                driver.node.tick();
+                driver.publish_routes();
+                driver.maybe_change_membership();
+            }
+            Some(event) = inbound.recv() => driver.on_inbound(event),
+            Some((response, reply)) = forwarded.recv() => driver.on_forwarded(response, reply),
+        }
+        if let Err(e) = driver.pump() {
+            // The metadata log could not be written: stop taking part
+            // rather than vote or acknowledge on a log that is not durable.
+            tracing::error!(error = %e, "metadata Raft failed; this node leaves the metadata group");
+            break;
+        }
+    }
+    driver.peers.close();
+}
