@@ -34,6 +34,18 @@ pub const FORWARDER_CLIENT_ID: &str = "sprawl-node-forwarder";
 const RESPONSE_BYTES_MAX: u32 = 256 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Limits of the connections a shard dials to other nodes: pings every
+/// 500 ms and a 3 s idle timeout (the lower side wins the negotiation), so
+/// a link to a node that died or restarted fails within seconds instead of
+/// holding requests for the server's 30 s.
+pub fn link_limits(server: &sprawl_io::quic::QuicLimits) -> sprawl_io::quic::QuicLimits {
+    sprawl_io::quic::QuicLimits {
+        idle_timeout_ms: 3_000,
+        keep_alive_interval_ms: Some(500),
+        ..server.clone()
+    }
+}
+
 /// One shard's connections to the other nodes.
 pub struct Forwarder {
     endpoint: Rc<LocalEndpoint>,
@@ -61,7 +73,7 @@ impl Forwarder {
                 return Ok(c.clone());
             }
         }
-        let unavailable = |what: String| Failure::new(ErrorCode::NotLeader, what);
+        let unavailable = |what: String| Failure::new(ErrorCode::LeaderNotAvailable, what);
         let server_name = addr.ip().to_string();
         let conn = futures_lite::future::or(
             async { Some(self.endpoint.connect(addr, &server_name).await) },
@@ -102,6 +114,11 @@ impl Forwarder {
         Ok(conn)
     }
 
+    /// Drops the cached connection to `node` (it died).
+    pub fn forget(&self, node: u64) {
+        self.links.borrow_mut().remove(&node);
+    }
+
     /// Sends `frame` (a client's request, unchanged) to `node` and returns
     /// its response frame, unchanged.
     pub async fn forward(
@@ -130,7 +147,12 @@ impl Forwarder {
 
 /// One request stream: write the frame, finish, read one response frame.
 async fn exchange(conn: &LocalConnection, frame: Bytes) -> Result<Bytes, Failure> {
-    let failed = |e: String| Failure::new(ErrorCode::NotLeader, format!("forwarding failed: {e}"));
+    let failed = |e: String| {
+        Failure::new(
+            ErrorCode::LeaderNotAvailable,
+            format!("forwarding to the leader failed: {e}"),
+        )
+    };
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| failed(e.to_string()))?;
     send.write_chunk(frame)
         .await
@@ -168,7 +190,11 @@ pub fn remote_leader(
         return None;
     }
     let leader = u64::from(leader);
-    cluster.quic_addr(leader).map(|addr| (leader, addr))
+    // A dead leader's subscriptions fail like its fetches (below).
+    cluster
+        .quic_addr(leader)
+        .filter(|(_, alive)| *alive)
+        .map(|(addr, _)| (leader, addr))
 }
 
 /// Where a request for `partition` of `topic` runs: `None` = here (this
@@ -201,11 +227,23 @@ pub async fn route(
             format!("node {leader} leads {topic}/{partition}"),
         )));
     };
-    let Some(addr) = cluster.quic_addr(u64::from(leader)) else {
-        return Some(Err(Failure::new(
-            ErrorCode::LeaderNotAvailable,
-            format!("node {leader} leads {topic}/{partition} but gossip has no address for it"),
-        )));
+    let addr = match cluster.quic_addr(u64::from(leader)) {
+        Some((addr, true)) => addr,
+        Some((_, false)) => {
+            // Answer at once rather than wait out a dead connection; the
+            // client retries, and never sees this node's empty copy.
+            forwarder.forget(u64::from(leader));
+            return Some(Err(Failure::new(
+                ErrorCode::LeaderNotAvailable,
+                format!("node {leader} leads {topic}/{partition} and is down"),
+            )));
+        }
+        None => {
+            return Some(Err(Failure::new(
+                ErrorCode::LeaderNotAvailable,
+                format!("node {leader} leads {topic}/{partition} but gossip has no address for it"),
+            )))
+        }
     };
     Some(
         forwarder

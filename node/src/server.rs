@@ -68,7 +68,8 @@ pub async fn serve(shard: Rc<Shard>, node: Arc<NodeInfo>, identity: Arc<TlsIdent
                 // The same endpoint dials the other nodes to forward
                 // requests; they present cluster-CA certificates.
                 let trust = ServerTrust::CaFile(cluster.ca_cert.clone());
-                if let Err(err) = e.set_client_trust(&trust, &limits) {
+                let link_limits = crate::forward::link_limits(&limits);
+                if let Err(err) = e.set_client_trust(&trust, &link_limits) {
                     tracing::error!(shard = shard.id, error = %err, "cannot trust the cluster CA");
                     shard.signal_failed(format!("shard {}: cluster CA: {err}", shard.id));
                     return;

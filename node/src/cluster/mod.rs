@@ -86,9 +86,15 @@ impl ClusterHandle {
         })
     }
 
-    /// The client-facing QUIC address of a node, if gossip knows it.
-    pub fn quic_addr(&self, node: u64) -> Option<SocketAddr> {
-        self.routes.read().unwrap().nodes.get(&node).map(|a| a.quic)
+    /// The client-facing QUIC address of a node gossip knows, and whether
+    /// gossip holds it alive.
+    pub fn quic_addr(&self, node: u64) -> Option<(SocketAddr, bool)> {
+        self.routes
+            .read()
+            .unwrap()
+            .nodes
+            .get(&node)
+            .map(|a| (a.quic, a.alive))
     }
 }
 

@@ -119,9 +119,11 @@ async fn describe_remote(
                 format!("node {leader} leads it"),
             ));
         }
-        let addr = cluster
-            .quic_addr(u64::from(leader))
-            .ok_or_else(|| unavailable(format!("no address for node {leader}")))?;
+        let addr = match cluster.quic_addr(u64::from(leader)) {
+            Some((addr, true)) => addr,
+            Some((_, false)) => return Err(unavailable(format!("node {leader} is down"))),
+            None => return Err(unavailable(format!("no address for node {leader}"))),
+        };
         let request = encode(&Frame::new(0, DescribeTopicRequest { name }));
         let bytes = forwarder.forward(u64::from(leader), addr, request).await?;
         let limits = sprawl_wire::FrameLimits::default().with_frame_bytes_max(u32::MAX);
