@@ -23,7 +23,7 @@
 # in yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=./data/cluster
+dir="${SPRAWL_CLUSTER_DIR:-./data/cluster}"
 bin=./target/release/sprawl
 ctl=./target/release/sprawlctl
 certs=$dir/certs
