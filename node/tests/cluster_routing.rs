@@ -5,7 +5,9 @@
 //! byte-exact from another node, the metadata group survives `kill -9` of
 //! its leader, a dead leader's partitions answer with a retryable error
 //! (never as an empty log), and the restarted node serves everything it
-//! acknowledged.
+//! acknowledged. A metadata leader frozen (SIGSTOP: cut off from every
+//! peer) is replaced, and when it resumes it follows the new leader and
+//! learns what was committed without it.
 
 mod common;
 
@@ -323,5 +325,79 @@ fn any_node_serves_any_partition_and_the_metadata_group_survives_its_leader() {
             }
             verify(&client, &acked).await;
         }
+    });
+}
+
+#[test]
+fn a_frozen_metadata_leader_is_replaced_and_follows_when_it_resumes() {
+    let pki = tempfile::tempdir().unwrap();
+    let ca = create_cluster_ca(pki.path()).unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let slots: Vec<Slot> = (0..3)
+        .map(|i| Slot {
+            id: i as u32 + 1,
+            dir: dirs[i].path().to_path_buf(),
+            quic: free_udp(),
+            admin: free_tcp(),
+            gossip: free_udp(),
+            peer: free_udp(),
+            cert: issue_node_certificate(
+                &ca,
+                i as u64 + 1,
+                &["127.0.0.1", "localhost"],
+                pki.path(),
+            )
+            .unwrap(),
+        })
+        .collect();
+    let seed = slots[0].gossip;
+    let nodes: Vec<NodeProcess> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| start(s, &ca.cert_path, seed, i == 0))
+        .collect();
+    wait_for("three metadata voters", || {
+        nodes.iter().all(|n| {
+            metadata(n)["voters"]
+                .as_array()
+                .is_some_and(|v| v.len() == 3)
+        })
+    });
+    let old = metadata(&nodes[0])["leader"].as_u64().unwrap() as usize;
+    let old_term = metadata(&nodes[old - 1])["term"].as_u64().unwrap();
+    nodes[old - 1].pause(true);
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != old - 1).collect();
+    wait_for("the survivors elect a leader of a later term", || {
+        survivors.iter().all(|&i| {
+            let m = metadata(&nodes[i]);
+            m["leader"].as_u64().is_some_and(|l| l as usize != old)
+                && m["term"].as_u64().is_some_and(|t| t > old_term)
+        })
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = connect(&nodes[survivors[0]], &ca.cert_path).await;
+        client
+            .create_topic("while-frozen", 3, None, None)
+            .await
+            .expect("the majority side commits");
+    });
+    nodes[old - 1].pause(false);
+    wait_for("the old leader follows and learns the new topic", || {
+        let m = metadata(&nodes[old - 1]);
+        m["role"] == "follower"
+            && m["leader"].as_u64().is_some_and(|l| l as usize != old)
+            && m["topics"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["name"] == "while-frozen"))
+    });
+    // And its shards serve the topic (forwarding to wherever it lives).
+    rt.block_on(async {
+        let client = connect(&nodes[old - 1], &ca.cert_path).await;
+        let t = client.describe_topic("while-frozen").await.unwrap();
+        assert_eq!(t.partition_count, 3);
     });
 }

@@ -100,6 +100,18 @@ impl NodeProcess {
         self.data_dir.join("tls").join("cert.pem")
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): the process freezes as if cut
+    /// off from the network (no packet in or out), then resumes where it was.
+    pub fn pause(&self, stop: bool) {
+        let c = self.child.as_ref().expect("running");
+        let signal = if stop {
+            rustix::process::Signal::STOP
+        } else {
+            rustix::process::Signal::CONT
+        };
+        rustix::process::kill_process(rustix::process::Pid::from_child(c), signal).unwrap();
+    }
+
     /// SIGKILL, no chance to flush.
     pub fn kill_9(&mut self) {
         if let Some(mut c) = self.child.take() {
