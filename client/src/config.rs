@@ -86,6 +86,13 @@ pub struct ClientConfig {
     pub idle_timeout: Duration,
     /// Ping interval that keeps an idle connection alive. Default 10 s.
     pub keep_alive_interval: Duration,
+    /// In a cluster, send produce, fetch, offset and subscribe requests
+    /// straight to each partition's leader (one more connection per
+    /// leader, to the address the cluster metadata gives) instead of
+    /// through `node`, which forwards them. Turn off when only `node` is
+    /// reachable from the client's network. Default true; a single node
+    /// behaves the same either way.
+    pub direct_to_leaders: bool,
 }
 
 impl ClientConfig {
@@ -105,6 +112,7 @@ impl ClientConfig {
             frame_bytes_max: 0,
             idle_timeout: Duration::from_secs(30),
             keep_alive_interval: Duration::from_secs(10),
+            direct_to_leaders: true,
         }
     }
 

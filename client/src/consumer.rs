@@ -87,11 +87,9 @@ impl Consumer {
             min_bytes: 1,
             max_wait_ms: u32::try_from(millis(max_wait)).unwrap_or(u32::MAX),
         };
-        let answer = self
-            .client
-            .link
-            .call(&what, request.into(), max_wait)
-            .await?;
+        let target = self.client.target(topic, partition).await;
+        let sent = target.link.call(&what, request.into(), max_wait).await;
+        let answer = self.client.checked(topic, &target, sent)?;
         let response = match body_of(&what, &answer)? {
             Body::FetchResponse(r) => r,
             other => return Err(unexpected(&what, other.kind())),
@@ -126,7 +124,12 @@ impl Consumer {
         start: StartPosition,
         credit_bytes: u64,
     ) -> Result<Subscription> {
-        Subscription::open(&self.client.link, topic, partition, start, credit_bytes).await
+        let target = self.client.target(topic, partition).await;
+        let opened = Subscription::open(&target.link, topic, partition, start, credit_bytes).await;
+        let subscription = self.client.checked(topic, &target, opened)?;
+        // If it ends with an error, the next subscription (from its
+        // position) goes to the leader the refreshed metadata names.
+        Ok(subscription.with_feedback(self.client.route_feedback(topic, &target)))
     }
 
     /// Where the group resumes in `topic`/`partition`: its committed

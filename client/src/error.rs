@@ -252,7 +252,26 @@ impl Error {
         }
     }
 
-    /// True when cached topic metadata (the partition count) may be stale.
+    /// True when the connection to the node failed or could not be made
+    /// (rather than the node answering): the node may be down.
+    pub(crate) fn is_link_failure(&self) -> bool {
+        match self {
+            Error::ConnectionLost { .. }
+            | Error::Connect { .. }
+            | Error::Tls { .. }
+            | Error::Handshake { .. }
+            | Error::Resolve { .. }
+            | Error::Timeout { .. } => true,
+            Error::StreamAbandoned { code, .. } => {
+                u32::try_from(*code).ok().and_then(AppErrorCode::from_u32)
+                    == Some(AppErrorCode::ShuttingDown)
+            }
+            _ => false,
+        }
+    }
+
+    /// True when cached topic metadata (the partition count, the leaders)
+    /// may be stale.
     pub(crate) fn refreshes_metadata(&self) -> bool {
         self.remote_code()
             .is_some_and(|code| code.refreshes_metadata())

@@ -1,8 +1,11 @@
 //! The Rust client of a Sprawl node.
 //!
 //! One QUIC connection per [`Client`] (TLS verified against a CA file, or
-//! explicitly not verified), the protocol of `sprawl-wire` on top: one
-//! stream per request, long-lived streams for subscriptions.
+//! explicitly not verified), plus, in a cluster, one per partition leader
+//! it talks to (`routing`: produce, fetch, offsets and subscriptions go
+//! straight to the leader, anything in doubt through the configured node,
+//! which forwards); the protocol of `sprawl-wire` on top: one stream per
+//! request, long-lived streams for subscriptions.
 //!
 //! * [`Client`]: connect, admin calls (topics, metadata, offsets), cheap to
 //!   clone and share between tasks.
@@ -77,6 +80,7 @@ mod error;
 mod link;
 mod producer;
 mod records;
+mod routing;
 mod stream;
 mod subscription;
 mod types;

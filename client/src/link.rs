@@ -111,6 +111,36 @@ impl Link {
         Ok(link)
     }
 
+    /// A link to another node of the same cluster (a partition's leader),
+    /// not connected yet: the first request connects. Same endpoint (one
+    /// UDP socket for all links), TLS trust and server name; only the
+    /// address differs.
+    pub fn sibling(&self, addr: SocketAddr) -> Link {
+        Link {
+            config: ClientConfig {
+                node: NodeAddr::Socket(addr),
+                // No back-off of its own: after a failure the client's
+                // routing bypasses the node for a while (requests go
+                // through the bootstrap node), which paces the attempts.
+                reconnect_backoff: Duration::ZERO,
+                reconnect_backoff_max: Duration::ZERO,
+                ..self.config.clone()
+            },
+            endpoint: self.endpoint.clone(),
+            quic_config: self.quic_config.clone(),
+            current: Mutex::new(None),
+            reconnect: tokio::sync::Mutex::new(Reconnect {
+                failures: 0,
+                retry_at: None,
+                last_error: None,
+                jitter: Jitter::new(),
+            }),
+            attempts: AtomicU64::new(0),
+            request_ids: AtomicU64::new(1),
+            node_frame_bytes_max: AtomicU32::new(self.node_frame_bytes_max()),
+        }
+    }
+
     pub fn config(&self) -> &ClientConfig {
         &self.config
     }

@@ -11,6 +11,7 @@ use sprawl_wire::{
     Body, FrameEncoder, StartPosition, SubscribeRequest, SubscriptionCredit, Unsubscribe,
 };
 
+use crate::client::RouteFeedback;
 use crate::error::{Error, Result};
 use crate::link::{body_of, unexpected, Link};
 use crate::records::{decode_batches, ConsumedRecord, DecodeFailure};
@@ -48,6 +49,9 @@ pub struct Subscription {
     log_start_offset: u64,
     request_timeout: Duration,
     ended: bool,
+    /// Told of the error that ends the subscription, so that the client
+    /// re-routes the next one (e.g. to a new leader).
+    feedback: Option<RouteFeedback>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -142,6 +146,7 @@ impl Subscription {
                 log_start_offset: response.log_start_offset,
                 request_timeout: timeout,
                 ended: false,
+                feedback: None,
             })
         };
         tokio::time::timeout(timeout, open)
@@ -152,6 +157,11 @@ impl Subscription {
                     after_ms: crate::link::millis(timeout),
                 })
             })
+    }
+
+    pub(crate) fn with_feedback(mut self, feedback: RouteFeedback) -> Self {
+        self.feedback = Some(feedback);
+        self
     }
 
     pub fn topic(&self) -> &str {
@@ -367,6 +377,9 @@ impl Subscription {
     /// when it is dropped.
     fn fail(&mut self, error: Error) -> Error {
         self.ended = true;
+        if let Some(feedback) = &self.feedback {
+            feedback.failed(&error);
+        }
         error
     }
 

@@ -46,6 +46,11 @@ pub struct WorkloadArgs {
     /// Do not verify the node's certificate (only when --ca is not given).
     #[arg(long, conflicts_with = "ca")]
     pub insecure: bool,
+    /// Send every request through --node, which forwards those for
+    /// partitions it does not lead, instead of straight to each partition's
+    /// leader (measures forwarding).
+    #[arg(long)]
+    pub via_node: bool,
     /// Run against a NATS JetStream server instead: nats://HOST:PORT.
     #[arg(long)]
     pub target: Option<String>,

@@ -99,10 +99,12 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// A client that sends everything through `node` (no direct routing to
+/// leaders), so the node's forwarding is what is tested.
 async fn connect(node: &NodeProcess, ca: &Path) -> Client {
-    Client::connect(ClientConfig::new(node.quic, ServerTrust::CaFile(ca.into())))
-        .await
-        .expect("connect")
+    let mut config = ClientConfig::new(node.quic, ServerTrust::CaFile(ca.into()));
+    config.direct_to_leaders = false;
+    Client::connect(config).await.expect("connect")
 }
 
 fn value(i: usize) -> Vec<u8> {

@@ -2,6 +2,10 @@
 //! speaking the wire protocol, with partitions kept as in-memory lists of
 //! batches. It can fail produce requests on demand, hold them until told
 //! to go on, and checks subscription credit as a real node would count it.
+//! Several fakes can pose as a cluster ([`FakeNode::set_cluster`]): their
+//! metadata then lists the members and a leader per partition, but each
+//! serves whatever it is sent (no forwarding), so a test sees which node
+//! each request went to.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -13,7 +17,7 @@ use bytes::Bytes;
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{RecvStream, SendStream, VarInt};
 use sprawl_client::{ClientConfig, ServerTrust};
-use sprawl_io::quic::{generate_self_signed, TlsIdentity};
+use sprawl_io::quic::{generate_self_signed, CertPaths, TlsIdentity};
 use sprawl_storage::batch::{restamp, validate_incoming, BatchView};
 use sprawl_wire::*;
 use tokio::sync::{mpsc, watch};
@@ -55,6 +59,15 @@ struct Topic {
     retention_ms: i64,
 }
 
+/// The cluster a fake claims to be part of, as its metadata tells it.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    /// (node id, client address) of every member.
+    pub nodes: Vec<(u32, SocketAddr)>,
+    /// Partition `p` of every topic is led by `leaders[p % leaders.len()]`.
+    pub leaders: Vec<u32>,
+}
+
 #[derive(Default)]
 struct State {
     topics: HashMap<String, Topic>,
@@ -64,9 +77,12 @@ struct State {
     produce_log: Vec<(u32, u32)>,
     subscriptions: Vec<Arc<Mutex<CreditStats>>>,
     next_subscription_id: u64,
+    cluster: Option<ClusterView>,
+    metadata_requests: u64,
 }
 
 struct Inner {
+    node_id: u32,
     state: Mutex<State>,
     frame_bytes_max: u32,
     /// Bumped on every append.
@@ -88,6 +104,7 @@ pub struct FakeNode {
     pub addr: SocketAddr,
     /// The node's self-signed certificate, which is its own CA.
     pub ca_path: PathBuf,
+    identity: CertPaths,
     inner: Arc<Inner>,
     endpoint: quinn::Endpoint,
     _dir: tempfile::TempDir,
@@ -106,8 +123,33 @@ impl FakeNode {
     }
 
     pub async fn start_with_frame_limit(frame_bytes_max: u32) -> FakeNode {
+        Self::start_full(1, frame_bytes_max, None).await
+    }
+
+    /// A fake that introduces itself as node `node_id`.
+    pub async fn start_node(node_id: u32) -> FakeNode {
+        Self::start_full(node_id, FRAME_BYTES_MAX_DEFAULT, None).await
+    }
+
+    /// Node `node_id` with `first`'s certificate, so that a client trusting
+    /// one trusts both (as a cluster CA would make it).
+    pub async fn start_node_like(node_id: u32, first: &FakeNode) -> FakeNode {
+        Self::start_full(
+            node_id,
+            FRAME_BYTES_MAX_DEFAULT,
+            Some(first.identity.clone()),
+        )
+        .await
+    }
+
+    async fn start_full(
+        node_id: u32,
+        frame_bytes_max: u32,
+        identity: Option<CertPaths>,
+    ) -> FakeNode {
         let dir = tempfile::tempdir().unwrap();
-        let paths = generate_self_signed(&dir.path().join("tls")).unwrap();
+        let paths =
+            identity.unwrap_or_else(|| generate_self_signed(&dir.path().join("tls")).unwrap());
         let tls = TlsIdentity::load(&paths)
             .unwrap()
             .server_tls_config()
@@ -120,6 +162,7 @@ impl FakeNode {
         let endpoint =
             quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap();
         let inner = Arc::new(Inner {
+            node_id,
             state: Mutex::new(State::default()),
             frame_bytes_max,
             appended: watch::channel(0).0,
@@ -130,7 +173,8 @@ impl FakeNode {
         tokio::spawn(accept(endpoint.clone(), inner.clone()));
         FakeNode {
             addr: endpoint.local_addr().unwrap(),
-            ca_path: paths.cert_path,
+            ca_path: paths.cert_path.clone(),
+            identity: paths,
             inner,
             endpoint,
             _dir: dir,
@@ -146,6 +190,21 @@ impl FakeNode {
         config.reconnect_backoff = Duration::from_millis(5);
         config.reconnect_backoff_max = Duration::from_millis(20);
         config
+    }
+
+    /// From now on the metadata describes this cluster.
+    pub fn set_cluster(&self, view: ClusterView) {
+        self.inner.state().cluster = Some(view);
+    }
+
+    /// MetadataRequests answered so far.
+    pub fn metadata_requests(&self) -> u64 {
+        self.inner.state().metadata_requests
+    }
+
+    /// Drops the produce faults not met yet.
+    pub fn clear_produce_faults(&self) {
+        self.inner.state().produce_faults.clear();
     }
 
     /// The next produce requests meet these faults, in order.
@@ -279,7 +338,7 @@ async fn serve(connection: quinn::Connection, inner: Arc<Inner>) {
             protocol_version_min: 1,
             protocol_version_max: 1,
             server_version: "fake-0",
-            node_id: 1,
+            node_id: inner.node_id,
             shard_count: 1,
             cluster_id: "fake-cluster",
             frame_bytes_max: inner.frame_bytes_max,
@@ -408,7 +467,18 @@ async fn handle_stream(
         }
         Body::MetadataRequest(r) => {
             let frame = {
-                let state = inner.state();
+                let mut state = inner.state();
+                state.metadata_requests += 1;
+                let (nodes, leaders) = match &state.cluster {
+                    Some(view) => (
+                        view.nodes
+                            .iter()
+                            .map(|(id, addr)| (*id, addr.ip().to_string(), addr.port()))
+                            .collect(),
+                        view.leaders.clone(),
+                    ),
+                    None => (vec![(1, "127.0.0.1".to_owned(), 1)], vec![1]),
+                };
                 let topics = state
                     .topics
                     .iter()
@@ -417,12 +487,15 @@ async fn handle_stream(
                         name,
                         error: None,
                         partitions: (0..topic.partitions.len() as u32)
-                            .map(|p| PartitionMetadata {
-                                partition: p,
-                                leader_node_id: Some(1),
-                                replica_node_ids: vec![1],
-                                in_sync_node_ids: vec![1],
-                                ..Default::default()
+                            .map(|p| {
+                                let leader = leaders[p as usize % leaders.len()];
+                                PartitionMetadata {
+                                    partition: p,
+                                    leader_node_id: Some(leader),
+                                    replica_node_ids: vec![leader],
+                                    in_sync_node_ids: vec![leader],
+                                    ..Default::default()
+                                }
                             })
                             .collect(),
                     })
@@ -430,11 +503,14 @@ async fn handle_stream(
                 let answer = MetadataResponse {
                     error: None,
                     cluster_id: "fake-cluster",
-                    nodes: vec![NodeInfo {
-                        node_id: 1,
-                        host: "127.0.0.1",
-                        port: 1,
-                    }],
+                    nodes: nodes
+                        .iter()
+                        .map(|(node_id, host, port)| NodeInfo {
+                            node_id: *node_id,
+                            host,
+                            port: *port,
+                        })
+                        .collect(),
                     topics,
                 };
                 Frame::new(id, answer).encode().unwrap()

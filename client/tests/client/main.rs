@@ -2,6 +2,7 @@
 //! producing, fetching and subscribing over real QUIC on 127.0.0.1.
 
 mod admin;
+mod cluster;
 mod consume;
 mod fake;
 mod produce;

@@ -34,13 +34,16 @@ pub struct SprawlBroker {
 impl SprawlBroker {
     /// Connects to `node`, verifying its certificate against `ca` (or not
     /// at all when `ca` is `None`: only when asked for with --insecure).
-    pub async fn connect(node: &str, ca: Option<PathBuf>) -> anyhow::Result<Self> {
+    /// `via_node`: every request goes through `node` (which forwards to
+    /// partition leaders) instead of straight to the leaders.
+    pub async fn connect(node: &str, ca: Option<PathBuf>, via_node: bool) -> anyhow::Result<Self> {
         let trust = match ca {
             Some(path) => ServerTrust::CaFile(path),
             None => ServerTrust::InsecureSkipVerification,
         };
         let mut config = ClientConfig::new(node, trust);
         config.client_id = "loadgen".into();
+        config.direct_to_leaders = !via_node;
         let admin = Client::connect(config.clone())
             .await
             .with_context(|| format!("connecting to Sprawl at {node}"))?;
