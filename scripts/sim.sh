@@ -12,3 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds="${1:-1000}"
 SPRAWL_SIM_SEEDS="$seeds" cargo test -p sprawl-cluster --release -- --include-ignored sim --nocapture
+# Data replication (one Raft group per partition, cluster/src/replica):
+# its simulator for the same number of seeds (plus the 200 CI seeds and
+# the focused scenarios). Replay a failing seed as the message says.
+SIM_SEEDS="$seeds" cargo test -p sprawl-cluster --release --test replica_sim -- --include-ignored --nocapture

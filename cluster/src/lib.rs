@@ -6,3 +6,4 @@
 pub mod membership;
 pub mod meta;
 pub mod placement;
+pub mod replica;
