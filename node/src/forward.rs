@@ -51,16 +51,17 @@ pub struct Forwarder {
     endpoint: Rc<LocalEndpoint>,
     links: RefCell<HashMap<u64, Rc<LocalConnection>>>,
     pub forwarded: std::cell::Cell<u64>,
-    routes: Option<crate::cluster::meta::SharedRoutes>,
+    /// The node-wide count `/metrics` shows.
+    counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Forwarder {
     pub fn new(
         endpoint: Rc<LocalEndpoint>,
-        routes: Option<crate::cluster::meta::SharedRoutes>,
+        counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     ) -> Self {
         Self {
-            routes,
+            counter,
             endpoint,
             links: RefCell::new(HashMap::new()),
             forwarded: std::cell::Cell::new(0),
@@ -96,7 +97,7 @@ impl Forwarder {
             },
         ));
         let conn = Rc::new(conn);
-        let response = exchange(&conn, hello).await?;
+        let response = exchange(&conn, hello, true).await?;
         let frame = VerifiedFrame::new(
             response,
             &FrameLimits::default().with_frame_bytes_max(RESPONSE_BYTES_MAX),
@@ -120,21 +121,40 @@ impl Forwarder {
     }
 
     /// Sends `frame` (a client's request, unchanged) to `node` and returns
-    /// its response frame, unchanged.
+    /// its response frame, unchanged. `expect_response`: false only for an
+    /// acks=none produce, which the leader does not answer. `timeout`
+    /// bounds the whole exchange (a fetch's long poll included).
     pub async fn forward(
         &self,
         node: u64,
         addr: SocketAddr,
         frame: Bytes,
+        expect_response: bool,
+        timeout: Duration,
     ) -> Result<Bytes, Failure> {
         let conn = self.link(node, addr).await?;
         self.forwarded.set(self.forwarded.get() + 1);
-        if let Some(routes) = &self.routes {
-            if let Ok(mut r) = routes.write() {
-                r.forwarded_requests += 1;
-            }
+        if let Some(counter) = &self.counter {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        match exchange(&conn, frame).await {
+        let answer = futures_lite::future::or(
+            async { Some(exchange(&conn, frame, expect_response).await) },
+            async {
+                glommio::timer::sleep(timeout).await;
+                None
+            },
+        )
+        .await
+        .unwrap_or_else(|| {
+            Err(Failure::new(
+                ErrorCode::LeaderNotAvailable,
+                format!(
+                    "leader node {node} did not answer within {} ms",
+                    timeout.as_millis()
+                ),
+            ))
+        });
+        match answer {
             Ok(b) => Ok(b),
             Err(e) => {
                 // The link may be dead: dial again next time.
@@ -146,7 +166,11 @@ impl Forwarder {
 }
 
 /// One request stream: write the frame, finish, read one response frame.
-async fn exchange(conn: &LocalConnection, frame: Bytes) -> Result<Bytes, Failure> {
+async fn exchange(
+    conn: &LocalConnection,
+    frame: Bytes,
+    expect_response: bool,
+) -> Result<Bytes, Failure> {
     let failed = |e: String| {
         Failure::new(
             ErrorCode::LeaderNotAvailable,
@@ -161,8 +185,11 @@ async fn exchange(conn: &LocalConnection, frame: Bytes) -> Result<Bytes, Failure
     let mut prefix = [0u8; FRAME_PREFIX_BYTES];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
-        // No response at all: an acks=none produce.
-        Err(sprawl_io::quic::ReadExactError::FinishedEarly(0)) => return Ok(Bytes::new()),
+        // No response at all: right for an acks=none produce, a failure
+        // (the leader shut down mid-request) for anything else.
+        Err(sprawl_io::quic::ReadExactError::FinishedEarly(0)) if !expect_response => {
+            return Ok(Bytes::new())
+        }
         Err(e) => return Err(failed(e.to_string())),
     }
     let len = u32::from_le_bytes(prefix);
@@ -177,24 +204,60 @@ async fn exchange(conn: &LocalConnection, frame: Bytes) -> Result<Bytes, Failure
     Ok(buf.freeze())
 }
 
-/// The leader of a partition when it is another node this connection may
-/// forward to (and gossip knows its address).
-pub fn remote_leader(
+/// Where a subscription runs.
+pub enum SubscriptionRoute {
+    /// This node leads the partition (or there is no cluster).
+    Local,
+    /// Pipe it to the leader.
+    Proxy {
+        leader: u64,
+        addr: SocketAddr,
+        forwarder: Rc<Forwarder>,
+    },
+    /// Answer this error: the leader cannot be reached from here (never
+    /// fall back to this node's own, empty copy).
+    Refuse(Failure),
+}
+
+pub fn subscription_route(
     conn: &crate::server::Conn,
     topic: &str,
     partition: u32,
-) -> Option<(u64, SocketAddr)> {
-    let cluster = conn.node.cluster.as_ref()?;
-    let leader = conn.shard.catalog().leader_of(topic, partition)?;
-    if leader == conn.node.node_id || conn.forwarded.get() {
-        return None;
+) -> SubscriptionRoute {
+    let Some(cluster) = conn.node.cluster.as_ref() else {
+        return SubscriptionRoute::Local;
+    };
+    if conn.shard.catalog().get(topic).is_none() && cluster.knows_topic(topic, conn.forwarded.get())
+    {
+        return SubscriptionRoute::Refuse(Failure::new(
+            ErrorCode::LeaderNotAvailable,
+            format!("topic {topic:?} is not applied on this node yet; retry"),
+        ));
+    }
+    let Some(leader) = conn.shard.catalog().leader_of(topic, partition) else {
+        return SubscriptionRoute::Local;
+    };
+    if leader == conn.node.node_id {
+        return SubscriptionRoute::Local;
+    }
+    if conn.forwarded.get() {
+        return SubscriptionRoute::Refuse(Failure::new(
+            ErrorCode::NotLeader,
+            format!("node {leader} leads {topic}/{partition}"),
+        ));
     }
     let leader = u64::from(leader);
-    // A dead leader's subscriptions fail like its fetches (below).
-    cluster
-        .quic_addr(leader)
-        .filter(|(_, alive)| *alive)
-        .map(|(addr, _)| (leader, addr))
+    match (cluster.quic_addr(leader), conn.forwarder.clone()) {
+        (Some((addr, true)), Some(forwarder)) => SubscriptionRoute::Proxy {
+            leader,
+            addr,
+            forwarder,
+        },
+        _ => SubscriptionRoute::Refuse(Failure::new(
+            ErrorCode::LeaderNotAvailable,
+            format!("node {leader} leads {topic}/{partition} and cannot be reached"),
+        )),
+    }
 }
 
 /// Where a request for `partition` of `topic` runs: `None` = here (this
@@ -205,8 +268,19 @@ pub async fn route(
     frame: &VerifiedFrame,
     topic: &str,
     partition: u32,
+    expect_response: bool,
+    timeout: Duration,
 ) -> Option<Result<Bytes, Failure>> {
     let cluster = conn.node.cluster.as_ref()?;
+    if conn.shard.catalog().get(topic).is_none() && cluster.knows_topic(topic, conn.forwarded.get())
+    {
+        // Committed, not applied here yet (this node lags the metadata
+        // group): retryable, unlike "unknown topic".
+        return Some(Err(Failure::new(
+            ErrorCode::LeaderNotAvailable,
+            format!("topic {topic:?} is not applied on this node yet; retry"),
+        )));
+    }
     let leader = conn.shard.catalog().leader_of(topic, partition)?;
     if leader == conn.node.node_id {
         return None;
@@ -247,7 +321,13 @@ pub async fn route(
     };
     Some(
         forwarder
-            .forward(u64::from(leader), addr, frame.as_bytes().clone())
+            .forward(
+                u64::from(leader),
+                addr,
+                frame.as_bytes().clone(),
+                expect_response,
+                timeout,
+            )
             .await,
     )
 }
@@ -259,23 +339,53 @@ impl Forwarder {
     /// way, pushes the other), until either side ends. Backpressure holds
     /// end to end: nothing is read from one side faster than the other
     /// side's flow control takes it.
-    pub async fn proxy_stream(
+    /// Opens the leader's side of a proxied subscription and sends it the
+    /// client's subscribe frame; the client's streams are untouched until
+    /// this succeeds, so a failure can still be answered.
+    pub async fn open_proxy(
         &self,
         node: u64,
         addr: SocketAddr,
         first_frame: Bytes,
-        mut client_send: sprawl_io::quic::LocalSendStream,
-        mut client_recv: sprawl_io::quic::LocalRecvStream,
-    ) -> Result<(), Failure> {
+    ) -> Result<
+        (
+            sprawl_io::quic::LocalSendStream,
+            sprawl_io::quic::LocalRecvStream,
+        ),
+        Failure,
+    > {
         let failed = |e: String| Failure::new(ErrorCode::LeaderNotAvailable, e);
         let conn = self.link(node, addr).await?;
         self.forwarded.set(self.forwarded.get() + 1);
-        let (mut leader_send, mut leader_recv) =
-            conn.open_bi().await.map_err(|e| failed(e.to_string()))?;
+        let opened = futures_lite::future::or(async { Some(conn.open_bi().await) }, async {
+            glommio::timer::sleep(CONNECT_TIMEOUT).await;
+            None
+        })
+        .await;
+        let (mut leader_send, leader_recv) = match opened {
+            Some(Ok(streams)) => streams,
+            Some(Err(e)) => {
+                self.forget(node);
+                return Err(failed(e.to_string()));
+            }
+            None => return Err(failed(format!("leader node {node} opens no stream"))),
+        };
         leader_send
             .write_chunk(first_frame)
             .await
             .map_err(|e| failed(e.to_string()))?;
+        Ok((leader_send, leader_recv))
+    }
+
+    pub async fn proxy_stream(
+        leader: (
+            sprawl_io::quic::LocalSendStream,
+            sprawl_io::quic::LocalRecvStream,
+        ),
+        mut client_send: sprawl_io::quic::LocalSendStream,
+        mut client_recv: sprawl_io::quic::LocalRecvStream,
+    ) {
+        let (mut leader_send, mut leader_recv) = leader;
         let upstream = async {
             while let Ok(Some(chunk)) = client_recv.read_chunk(64 << 10).await {
                 if leader_send.write_chunk(chunk).await.is_err() {
@@ -296,6 +406,5 @@ impl Forwarder {
         // stops reading); the client's side closing alone is an unsubscribe
         // the leader answers by finishing its stream.
         futures_lite::future::zip(upstream, downstream).await;
-        Ok(())
     }
 }

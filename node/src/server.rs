@@ -88,7 +88,7 @@ pub async fn serve(shard: Rc<Shard>, node: Arc<NodeInfo>, identity: Arc<TlsIdent
     let forwarder = node.cluster.as_ref().map(|c| {
         Rc::new(crate::forward::Forwarder::new(
             endpoint.clone(),
-            Some(c.routes.clone()),
+            Some(c.forwarded.clone()),
         ))
     });
     let accept_loop = {
@@ -193,19 +193,34 @@ async fn serve_stream(conn: Rc<Conn>, mut send: LocalSendStream, mut recv: Local
         let request_id = decoded.request_id;
         let req = handlers::subscribe::OwnedSubscribe::from(&req);
         drop(permit);
-        if let Some((leader, addr)) =
-            crate::forward::remote_leader(&conn, &req.topic, req.partition)
-        {
-            if let Some(forwarder) = conn.forwarder.clone() {
-                let first = frame.as_bytes().clone();
-                if let Err(f) = forwarder
-                    .proxy_stream(leader, addr, first, send, recv)
-                    .await
-                {
-                    tracing::debug!(topic = %req.topic, partition = req.partition, error = %f.message, "subscription proxy failed");
+        use crate::forward::{Forwarder, SubscriptionRoute};
+        let refusal = match crate::forward::subscription_route(&conn, &req.topic, req.partition) {
+            SubscriptionRoute::Local => None,
+            SubscriptionRoute::Refuse(f) => Some(f),
+            SubscriptionRoute::Proxy {
+                leader,
+                addr,
+                forwarder,
+            } => match forwarder
+                .open_proxy(leader, addr, frame.as_bytes().clone())
+                .await
+            {
+                Ok(leader_streams) => {
+                    Forwarder::proxy_stream(leader_streams, send, recv).await;
+                    return;
                 }
-                return;
-            }
+                Err(f) => Some(f),
+            },
+        };
+        if let Some(f) = refusal {
+            let response = sprawl_wire::SubscribeResponse {
+                error: Some(f.info()),
+                partition: req.partition,
+                ..Default::default()
+            };
+            let _ = write_frame(&mut send, encode(&Frame::new(request_id, response))).await;
+            let _ = send.finish();
+            return;
         }
         handlers::subscribe::serve(conn, request_id, req, send, recv).await;
         return;

@@ -403,3 +403,103 @@ fn a_frozen_metadata_leader_is_replaced_and_follows_when_it_resumes() {
         assert_eq!(t.partition_count, 3);
     });
 }
+
+#[test]
+fn a_topic_deleted_and_recreated_keeps_only_its_new_data_across_restarts() {
+    let pki = tempfile::tempdir().unwrap();
+    let ca = create_cluster_ca(pki.path()).unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let slots: Vec<Slot> = (0..3)
+        .map(|i| Slot {
+            id: i as u32 + 1,
+            dir: dirs[i].path().to_path_buf(),
+            quic: free_udp(),
+            admin: free_tcp(),
+            gossip: free_udp(),
+            peer: free_udp(),
+            cert: issue_node_certificate(
+                &ca,
+                i as u64 + 1,
+                &["127.0.0.1", "localhost"],
+                pki.path(),
+            )
+            .unwrap(),
+        })
+        .collect();
+    let seed = slots[0].gossip;
+    let mut nodes: Vec<NodeProcess> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| start(s, &ca.cert_path, seed, i == 0))
+        .collect();
+    wait_for("three metadata voters", || {
+        nodes.iter().all(|n| {
+            metadata(n)["voters"]
+                .as_array()
+                .is_some_and(|v| v.len() == 3)
+        })
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let produce = |client: &Client, base: usize| {
+        let producer = Producer::new(
+            client,
+            ProducerConfig {
+                acks: Acks::Durable,
+                ..ProducerConfig::default()
+            },
+        )
+        .unwrap();
+        async move {
+            let mut acked: BTreeMap<u32, Vec<(u64, usize)>> = BTreeMap::new();
+            for i in base..base + 60 {
+                let ack = producer
+                    .send(TOPIC, Record::new(value(i)).with_partition((i % 6) as u32))
+                    .await
+                    .unwrap();
+                acked
+                    .entry(ack.partition)
+                    .or_default()
+                    .push((ack.offset.unwrap(), i));
+            }
+            acked
+        }
+    };
+    let acked = rt.block_on(async {
+        let client = connect(&nodes[1], &ca.cert_path).await;
+        client.create_topic(TOPIC, 6, None, None).await.unwrap();
+        produce(&client, 0).await;
+        client.delete_topic(TOPIC).await.unwrap();
+        client.create_topic(TOPIC, 6, None, None).await.unwrap();
+        let acked = produce(&client, 1_000).await;
+        verify(&client, &acked).await;
+        acked
+    });
+    // Every node restarts: the metadata log (delete, then create) is
+    // replayed over catalogs that already reflect it.
+    for (i, n) in nodes.iter_mut().enumerate() {
+        assert_eq!(n.terminate(), Some(0));
+        *n = start(&slots[i], &ca.cert_path, seed, i == 0);
+    }
+    wait_for("the metadata group again", || {
+        nodes
+            .iter()
+            .all(|n| metadata(n)["leader"].as_u64().is_some())
+    });
+    rt.block_on(async {
+        for n in &nodes {
+            let client = connect(n, &ca.cert_path).await;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while let Err(e) = Consumer::new(&client)
+                .fetch(TOPIC, 0, 0, 1, Duration::ZERO)
+                .await
+            {
+                assert!(e.is_retryable() && Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            verify(&client, &acked).await;
+        }
+    });
+}

@@ -45,6 +45,16 @@ pub struct TopicCatalog {
     /// this node leads everything.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub leaders: BTreeMap<String, Vec<u32>>,
+    /// In a cluster: the metadata log index this catalog reflects. Raft
+    /// replays the log after its last snapshot at every start; entries
+    /// below this index were applied already and must not be again (a
+    /// replayed delete would destroy the topic created after it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cluster_index: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A partition on its way from one shard to another.
@@ -161,10 +171,19 @@ impl TopicCatalog {
             .copied()
     }
 
+    /// Whether the committed topic `config` is another topic than the one
+    /// of that name here (deleted and recreated while this node was away,
+    /// or a topic this node had before it joined): it must be deleted
+    /// first, in a version of its own, so its partitions close and go.
+    pub fn is_other_topic(&self, name: &str, config: &TopicConfig) -> bool {
+        self.topics
+            .get(name)
+            .is_some_and(|e| e.created_ms != config.created_ms || e.partitions != config.partitions)
+    }
+
     /// Adopts a topic as the cluster's metadata group committed it: created
-    /// if missing, its partition leaders replaced either way. A topic of the
-    /// same name with another partition count is a different topic (deleted
-    /// and recreated while this node was away): it is replaced.
+    /// if missing, its partition leaders replaced either way (the caller
+    /// deleted an [`Self::is_other_topic`] first).
     pub fn apply_cluster_topic(
         &mut self,
         name: &str,
@@ -174,17 +193,8 @@ impl TopicCatalog {
         if leaders.len() != config.partitions as usize {
             return Err(CatalogError::InvalidPartitions(leaders.len() as u32));
         }
-        match self.topics.get(name) {
-            Some(existing) if existing.partitions == config.partitions => {
-                if self.leaders.get(name) == Some(&leaders) {
-                    return Ok(());
-                }
-            }
-            Some(_) => {
-                self.delete(name)?;
-                self.create(name, config)?;
-            }
-            None => self.create(name, config)?,
+        if !self.topics.contains_key(name) {
+            self.create(name, config)?;
         }
         self.leaders.insert(name.to_string(), leaders);
         self.version += 1;

@@ -53,12 +53,13 @@ pub enum ShardRequest {
     DeleteTopic {
         name: String,
     },
-    /// To shard 0: adopt a topic and its partition leaders as the cluster's
-    /// metadata group committed them (see `TopicCatalog::apply_cluster_topic`).
+    /// To shard 0: adopt a topic and its partition leaders (`None`: the
+    /// topic's deletion) as the cluster's metadata group committed them at
+    /// log `index` (see `TopicCatalog::apply_cluster_topic`).
     ApplyClusterTopic {
         name: String,
-        config: TopicConfig,
-        leaders: Vec<u32>,
+        topic: Option<(TopicConfig, Vec<u32>)>,
+        index: u64,
     },
     /// From shard 0 to every shard: adopt this catalog (if newer), open the
     /// partitions it now owns, drop deleted ones.

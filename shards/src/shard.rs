@@ -430,11 +430,9 @@ impl Shard {
             )),
             ShardRequest::CreateTopic { name, config } => self.create_topic(name, config).await,
             ShardRequest::DeleteTopic { name } => self.delete_topic(name).await,
-            ShardRequest::ApplyClusterTopic {
-                name,
-                config,
-                leaders,
-            } => self.apply_cluster_topic(name, config, leaders).await,
+            ShardRequest::ApplyClusterTopic { name, topic, index } => {
+                self.apply_cluster_topic(name, topic, index).await
+            }
             ShardRequest::ApplyCatalog(catalog) => {
                 self.apply_catalog(catalog).await?;
                 Ok(ShardReply::Done)
@@ -465,22 +463,42 @@ impl Shard {
     async fn apply_cluster_topic(
         self: &Rc<Self>,
         name: String,
-        config: TopicConfig,
-        leaders: Vec<u32>,
+        topic: Option<(TopicConfig, Vec<u32>)>,
+        index: u64,
     ) -> ShardResult {
         if self.id != CATALOG_SHARD {
-            let request = ShardRequest::ApplyClusterTopic {
-                name,
-                config,
-                leaders,
-            };
+            let request = ShardRequest::ApplyClusterTopic { name, topic, index };
             return self.on(CATALOG_SHARD, request).await;
         }
         let _writer = self.catalog_writer.lock().await;
         let mut next = self.catalog.borrow().clone();
-        let version = next.version;
-        next.apply_cluster_topic(&name, config, leaders)?;
-        if next.version == version {
+        // Replayed after a restart: applied before (an entry at exactly the
+        // index is applied again, which is harmless: the same create or
+        // delete finds its own result).
+        if index < next.cluster_index {
+            return Ok(ShardReply::Done);
+        }
+        let replace = match &topic {
+            Some((config, _)) => next.is_other_topic(&name, config),
+            None => next.get(&name).is_some(),
+        };
+        if replace {
+            next.delete(&name)?;
+            next.cluster_index = index;
+            self.commit_catalog(next.clone()).await?;
+            let _ = std::fs::remove_dir(self.config.data_dir.join("topics").join(&name));
+        }
+        if let Some((config, leaders)) = topic {
+            next.apply_cluster_topic(&name, config, leaders)?;
+        } else if !replace {
+            // A delete of a topic this node never had.
+            next.cluster_index = next.cluster_index.max(index);
+            next.version += 1;
+            return self.commit_catalog(next).await;
+        }
+        next.cluster_index = next.cluster_index.max(index);
+        next.version += 1;
+        if topic_unchanged(&self.catalog.borrow(), &next) {
             return Ok(ShardReply::Done);
         }
         self.commit_catalog(next).await
@@ -883,4 +901,12 @@ fn count_records_from(batches: &[bytes::Bytes], offset: u64) -> u64 {
 /// Partition directory helper re-exported for tools and tests.
 pub fn data_dir_of(data_dir: &std::path::Path, topic: &str, partition: u32) -> PathBuf {
     partition_dir(data_dir, topic, partition)
+}
+
+/// Whether `next` differs from `current` only by its version (nothing to
+/// persist or broadcast).
+fn topic_unchanged(current: &TopicCatalog, next: &TopicCatalog) -> bool {
+    current.topics == next.topics
+        && current.leaders == next.leaders
+        && current.cluster_index == next.cluster_index
 }

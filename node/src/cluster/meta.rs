@@ -122,6 +122,8 @@ pub struct MetaDriver {
     /// The shards' catalog as last committed (read-only here).
     pub catalog: Arc<std::sync::Mutex<sprawl_shards::TopicCatalog>>,
     pub routes: SharedRoutes,
+    /// Requests the shards forwarded (they count without a lock).
+    pub forwarded: Arc<std::sync::atomic::AtomicU64>,
     pub inbound_tx: mpsc::UnboundedSender<Inbound>,
     /// Proposals of this node, answered when applied (or dropped).
     pub waiting: HashMap<ProposalId, oneshot::Sender<PeerResponse>>,
@@ -172,8 +174,9 @@ impl MetaDriver {
             .topics()
             .map(|(n, t)| (n.to_string(), t.clone()))
             .collect();
+        let index = self.node.state().applied_index();
         for (name, meta) in &topics {
-            self.apply_topic(name, meta);
+            self.apply_topic(name, meta, index);
         }
         if !delete_missing {
             self.publish_routes();
@@ -192,13 +195,13 @@ impl MetaDriver {
             .collect();
         for name in local {
             if !committed.contains(name.as_str()) {
-                self.delete_local(&name);
+                self.delete_local(&name, index);
             }
         }
         self.publish_routes();
     }
 
-    fn apply_topic(&self, name: &str, meta: &TopicMeta) {
+    fn apply_topic(&self, name: &str, meta: &TopicMeta, index: u64) {
         let config = sprawl_shards::TopicConfig {
             partitions: meta.config.partitions,
             retention_bytes: meta.config.retention_bytes,
@@ -208,17 +211,19 @@ impl MetaDriver {
         let leaders = meta.partitions.iter().map(|a| a.leader as u32).collect();
         let request = ShardRequest::ApplyClusterTopic {
             name: name.to_string(),
-            config,
-            leaders,
+            topic: Some((config, leaders)),
+            index,
         };
         if let Err(e) = self.control.call(request) {
             tracing::error!(topic = name, error = %e, "cannot apply a committed topic locally");
         }
     }
 
-    fn delete_local(&self, name: &str) {
-        match self.control.call(ShardRequest::DeleteTopic {
+    fn delete_local(&self, name: &str, index: u64) {
+        match self.control.call(ShardRequest::ApplyClusterTopic {
             name: name.to_string(),
+            topic: None,
+            index,
         }) {
             Ok(_) | Err(ShardError::UnknownTopic(_)) => {}
             Err(e) => tracing::error!(topic = name, error = %e, "cannot delete a topic locally"),
@@ -246,7 +251,15 @@ impl MetaDriver {
             }
         }
         drop(gossip);
-        let mut routes = self.routes.write().unwrap();
+        let (elections_observed, forwarded_requests) = {
+            let r = self.routes.read().unwrap();
+            (r.elections_observed, r.forwarded_requests)
+        };
+        let mut routes = Routes {
+            elections_observed,
+            forwarded_requests,
+            ..Routes::default()
+        };
         routes.node_id = self.node.id();
         routes.meta_leader = self.node.leader();
         routes.meta_term = self.node.term();
@@ -267,6 +280,9 @@ impl MetaDriver {
             .topics()
             .map(|(n, t)| (n.to_string(), t.clone()))
             .collect();
+        routes.forwarded_requests = self.forwarded.load(std::sync::atomic::Ordering::Relaxed);
+        // Built outside the lock: shards only ever wait for a swap.
+        *self.routes.write().unwrap() = routes;
     }
 
     fn addr_of(&self, node: u64) -> Option<SocketAddr> {
@@ -348,18 +364,32 @@ impl MetaDriver {
                 ),
             });
         }
-        let gossip = self.gossip.lock().unwrap();
-        let mut nodes: Vec<PlacementNode> = Vec::new();
-        for m in gossip.local.iter().chain(gossip.members.values()) {
-            if m.state == "alive" {
-                nodes.push(PlacementNode::new(m.node_id, m.rack.as_deref(), 1.0));
-            }
-        }
-        drop(gossip);
         let invalid = |message: String| PeerResponse::Rejected {
             kind: RejectKind::Invalid,
             message,
         };
+        // Checked before placement, which allocates per partition.
+        sprawl_shards::catalog::validate_topic_name(&spec.name)
+            .map_err(|e| invalid(e.to_string()))?;
+        if !(1..=sprawl_shards::catalog::PARTITIONS_MAX).contains(&spec.partitions) {
+            return Err(invalid(format!(
+                "{} partitions: a topic has 1 to {}",
+                spec.partitions,
+                sprawl_shards::catalog::PARTITIONS_MAX
+            )));
+        }
+        // Only members of the metadata group: they are the nodes that
+        // apply the topic (a node gossiping without the cluster plane, or
+        // not admitted yet, never would).
+        let members = self.node.state().members().clone();
+        let gossip = self.gossip.lock().unwrap();
+        let mut nodes: Vec<PlacementNode> = Vec::new();
+        for m in gossip.local.iter().chain(gossip.members.values()) {
+            if m.state == "alive" && members.contains(m.node_id) {
+                nodes.push(PlacementNode::new(m.node_id, m.rack.as_deref(), 1.0));
+            }
+        }
+        drop(gossip);
         let placement = ReplicaPlacement::new(nodes).map_err(|e| invalid(e.to_string()))?;
         let replicas = placement
             .topic_replicas(&spec.name, spec.partitions, rf as usize)
@@ -429,6 +459,9 @@ impl MetaDriver {
             self.node.sync()?;
         }
         let applied = self.node.applied_index();
+        // Clients that gave up stop being waited for.
+        self.apply_waiters.retain(|(_, reply)| !reply.is_closed());
+        self.waiting.retain(|_, reply| !reply.is_closed());
         let mut i = 0;
         while i < self.apply_waiters.len() {
             if self.apply_waiters[i].0 <= applied {
@@ -493,10 +526,10 @@ impl MetaDriver {
             MetaCommand::CreateTopic { name, .. }
             | MetaCommand::SetAssignment { topic: name, .. } => {
                 if let Some(meta) = self.node.state().topic(name) {
-                    self.apply_topic(name, meta);
+                    self.apply_topic(name, meta, applied.index);
                 }
             }
-            MetaCommand::DeleteTopic { name } => self.delete_local(name),
+            MetaCommand::DeleteTopic { name } => self.delete_local(name, applied.index),
             MetaCommand::CommitGroupOffset { .. } | MetaCommand::ChangeMembership(_) => {}
         }
     }

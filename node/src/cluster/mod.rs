@@ -48,6 +48,8 @@ pub struct ClusterHandle {
     pub node_id: u64,
     /// The cluster CA: forwarding connections verify leaders against it.
     pub ca_cert: PathBuf,
+    /// Requests this node's shards forwarded to a leader.
+    pub forwarded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ClusterHandle {
@@ -65,6 +67,7 @@ impl ClusterHandle {
                 routes,
                 node_id,
                 ca_cert,
+                forwarded: Arc::default(),
             },
             rx,
         )
@@ -84,6 +87,13 @@ impl ClusterHandle {
             kind: RejectKind::Unavailable,
             message: "the cluster thread dropped the request".into(),
         })
+    }
+
+    /// Whether a topic unknown to the local catalog is known to exist: the
+    /// metadata view has it, or another node forwarded a request for it
+    /// (it only forwards for topics it has applied).
+    pub fn knows_topic(&self, topic: &str, forwarded: bool) -> bool {
+        forwarded || self.routes.read().unwrap().topics.contains_key(topic)
     }
 
     /// The client-facing QUIC address of a node gossip knows, and whether
@@ -135,6 +145,7 @@ pub fn start(
         control,
         catalog,
         routes: handle.routes.clone(),
+        forwarded: handle.forwarded.clone(),
         inbound_tx: handle.tx.clone(),
         waiting: HashMap::new(),
         apply_waiters: Vec::new(),

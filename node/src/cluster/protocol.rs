@@ -97,8 +97,15 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
     if len > PEER_FRAME_BYTES_MAX {
         return Err(FrameError::TooLarge(len));
     }
-    let mut body = vec![0u8; len];
-    input.read_exact(&mut body).await?;
+    // Grown as bytes arrive, not allocated up front from the prefix alone.
+    let mut body = Vec::with_capacity(len.min(64 << 10));
+    (&mut *input)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() != len {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
     Ok(Some(postcard::from_bytes(&body)?))
 }
 

@@ -31,7 +31,12 @@ pub async fn dispatch(
         _ => None,
     };
     if let Some((topic, partition)) = target {
-        match crate::forward::route(conn, frame, topic, partition).await {
+        // A fetch long-polls on the leader: its wait plus a margin.
+        let timeout = match &decoded.body {
+            Body::FetchRequest(r) => std::time::Duration::from_millis(u64::from(r.max_wait_ms)),
+            _ => std::time::Duration::ZERO,
+        } + std::time::Duration::from_secs(30);
+        match crate::forward::route(conn, frame, topic, partition, true, timeout).await {
             Some(Ok(answer)) => return Some(answer),
             Some(Err(f)) => return Some(forward_failure(id, &decoded.body, partition, &f)),
             None => {}

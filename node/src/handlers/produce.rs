@@ -24,7 +24,16 @@ pub async fn handle(
     req: &ProduceRequest<'_>,
 ) -> Option<Bytes> {
     let result = match target_partition(conn, req) {
-        Ok(partition) => match crate::forward::route(conn, frame, req.topic, partition).await {
+        Ok(partition) => match crate::forward::route(
+            conn,
+            frame,
+            req.topic,
+            partition,
+            req.acks != Acks::None,
+            forward_timeout(req.timeout_ms),
+        )
+        .await
+        {
             // The leader's own response (none for acks=none).
             Some(Ok(answer)) => return (!answer.is_empty()).then_some(answer),
             Some(Err(f)) => Err(f),
@@ -124,4 +133,15 @@ async fn produce(
             format!("unexpected shard reply {other:?}"),
         )),
     }
+}
+
+/// How long a forwarded produce may take: the leader's own produce timeout,
+/// plus a margin for the hop.
+fn forward_timeout(timeout_ms: u32) -> Duration {
+    let ms = if timeout_ms == 0 {
+        PRODUCE_TIMEOUT_MS_DEFAULT
+    } else {
+        timeout_ms
+    };
+    Duration::from_millis(u64::from(ms)) + Duration::from_secs(5)
 }

@@ -22,6 +22,9 @@ use crate::server::Conn;
 /// How long a client waits for the metadata group to commit a topic change.
 const CLUSTER_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// How long a describe waits for another node's part.
+const DESCRIBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Partitions a topic gets when the request leaves it at 0.
 const PARTITIONS_DEFAULT: u32 = 1;
 
@@ -125,7 +128,9 @@ async fn describe_remote(
             None => return Err(unavailable(format!("no address for node {leader}"))),
         };
         let request = encode(&Frame::new(0, DescribeTopicRequest { name }));
-        let bytes = forwarder.forward(u64::from(leader), addr, request).await?;
+        let bytes = forwarder
+            .forward(u64::from(leader), addr, request, true, DESCRIBE_TIMEOUT)
+            .await?;
         let limits = sprawl_wire::FrameLimits::default().with_frame_bytes_max(u32::MAX);
         let frame = sprawl_wire::VerifiedFrame::new(bytes, &limits)
             .map_err(|e| unavailable(format!("node {leader}: {e}")))?;
@@ -220,6 +225,13 @@ pub async fn create(conn: &Rc<Conn>, id: u64, req: &CreateTopicRequest<'_>) -> B
     };
     let result: Result<(), Failure> = async {
         if let (Some(cluster), false) = (&conn.node.cluster, req.validate_only) {
+            // The local rules (name, partition count) first: every node
+            // must be able to apply what the metadata group commits.
+            conn.shard
+                .catalog()
+                .clone()
+                .create(req.name, config.clone())
+                .map_err(ShardError::from)?;
             let spec = TopicSpec {
                 name: req.name.to_string(),
                 partitions: config.partitions,
