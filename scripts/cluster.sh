@@ -53,7 +53,13 @@ case "${1:-}" in
         mkdir -p "$dir"
         [ -f "$dir/cluster.key" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$dir/cluster.key"
         for i in $(seq 1 "$n"); do start_node "$i"; done
-        sleep 2
+        # Ready once node 1's metadata group has every node as a member.
+        members='import json,sys; m=json.load(sys.stdin)["metadata"] or {}; print(len(m.get("voters",[]))+len(m.get("learners",[])))'
+        for _ in $(seq 1 150); do
+            got=$(curl -sf "http://$(ip 1):7480/cluster" | python3 -c "$members" 2>/dev/null || echo 0)
+            [ "$got" -ge "$n" ] && break
+            sleep 0.2
+        done
         "$0" status
         ;;
     start)

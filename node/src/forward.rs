@@ -204,6 +204,26 @@ async fn exchange(
     Ok(buf.freeze())
 }
 
+/// A topic this node does not have but the cluster may: committed and not
+/// applied here yet, or this node is not (yet) a member of the metadata
+/// group. Retryable, unlike "unknown topic".
+pub fn not_applied_yet(conn: &crate::server::Conn, topic: &str) -> Option<Failure> {
+    let cluster = conn.node.cluster.as_ref()?;
+    if conn.shard.catalog().get(topic).is_some()
+        || !cluster.knows_topic(topic, conn.forwarded.get())
+    {
+        return None;
+    }
+    Some(Failure::new(
+        ErrorCode::LeaderNotAvailable,
+        format!(
+            "topic {topic:?} is not applied on node {} yet (it lags the metadata group \
+             or is joining it); retry",
+            conn.node.node_id
+        ),
+    ))
+}
+
 /// Where a subscription runs.
 pub enum SubscriptionRoute {
     /// This node leads the partition (or there is no cluster).
@@ -227,12 +247,8 @@ pub fn subscription_route(
     let Some(cluster) = conn.node.cluster.as_ref() else {
         return SubscriptionRoute::Local;
     };
-    if conn.shard.catalog().get(topic).is_none() && cluster.knows_topic(topic, conn.forwarded.get())
-    {
-        return SubscriptionRoute::Refuse(Failure::new(
-            ErrorCode::LeaderNotAvailable,
-            format!("topic {topic:?} is not applied on this node yet; retry"),
-        ));
+    if let Some(f) = not_applied_yet(conn, topic) {
+        return SubscriptionRoute::Refuse(f);
     }
     let Some(leader) = conn.shard.catalog().leader_of(topic, partition) else {
         return SubscriptionRoute::Local;
@@ -272,14 +288,8 @@ pub async fn route(
     timeout: Duration,
 ) -> Option<Result<Bytes, Failure>> {
     let cluster = conn.node.cluster.as_ref()?;
-    if conn.shard.catalog().get(topic).is_none() && cluster.knows_topic(topic, conn.forwarded.get())
-    {
-        // Committed, not applied here yet (this node lags the metadata
-        // group): retryable, unlike "unknown topic".
-        return Some(Err(Failure::new(
-            ErrorCode::LeaderNotAvailable,
-            format!("topic {topic:?} is not applied on this node yet; retry"),
-        )));
+    if let Some(f) = not_applied_yet(conn, topic) {
+        return Some(Err(f));
     }
     let leader = conn.shard.catalog().leader_of(topic, partition)?;
     if leader == conn.node.node_id {

@@ -26,8 +26,9 @@ use crate::gossip::SharedView;
 
 /// Voters the metadata group grows to (the rest stay learners).
 const META_VOTERS_TARGET: usize = 3;
-/// How often the leader reconsiders the group's membership.
-const MEMBERSHIP_EVERY: Duration = Duration::from_secs(1);
+/// How often the leader reconsiders the group's membership (one change at
+/// a time: a 3-node cluster is complete after four changes).
+const MEMBERSHIP_EVERY: Duration = Duration::from_millis(200);
 
 /// A member's addresses as gossip advertises them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -89,11 +89,15 @@ impl ClusterHandle {
         })
     }
 
-    /// Whether a topic unknown to the local catalog is known to exist: the
-    /// metadata view has it, or another node forwarded a request for it
-    /// (it only forwards for topics it has applied).
+    /// Whether a topic unknown to the local catalog may exist: the metadata
+    /// view has it, another node forwarded a request for it (it only
+    /// forwards for topics it has applied), or this node is not a member of
+    /// the metadata group yet (it cannot know).
     pub fn knows_topic(&self, topic: &str, forwarded: bool) -> bool {
-        forwarded || self.routes.read().unwrap().topics.contains_key(topic)
+        let routes = self.routes.read().unwrap();
+        let member =
+            routes.voters.contains(&self.node_id) || routes.learners.contains(&self.node_id);
+        forwarded || !member || routes.topics.contains_key(topic)
     }
 
     /// The client-facing QUIC address of a node gossip knows, and whether

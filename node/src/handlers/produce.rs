@@ -23,7 +23,11 @@ pub async fn handle(
     frame: &VerifiedFrame,
     req: &ProduceRequest<'_>,
 ) -> Option<Bytes> {
-    let result = match target_partition(conn, req) {
+    let target = match crate::forward::not_applied_yet(conn, req.topic) {
+        Some(f) => Err(f),
+        None => target_partition(conn, req),
+    };
+    let result = match target {
         Ok(partition) => match crate::forward::route(
             conn,
             frame,
