@@ -17,7 +17,7 @@ use sprawl_cluster::meta::{
     ProposalId, ProposalOutcome, Rejection, StateRole, TopicConfig, TopicMeta,
 };
 use sprawl_cluster::placement::{PlacementNode, ReplicaPlacement};
-use sprawl_shards::{ControlHandle, ShardError, ShardRequest};
+use sprawl_shards::ShardRequest;
 use tokio::sync::{mpsc, oneshot};
 
 use super::peer::{Inbound, PeerEndpoint};
@@ -119,7 +119,6 @@ pub struct MetaDriver {
     pub node: MetaNode<FileMetaStorage>,
     pub peers: Arc<PeerEndpoint>,
     pub gossip: SharedView,
-    pub control: ControlHandle,
     /// The shards' catalog as last committed (read-only here).
     pub catalog: Arc<std::sync::Mutex<sprawl_shards::TopicCatalog>>,
     pub routes: SharedRoutes,
@@ -134,6 +133,10 @@ pub struct MetaDriver {
     /// Forwarded changes come back here.
     pub forwarded_tx: mpsc::UnboundedSender<(PeerResponse, oneshot::Sender<PeerResponse>)>,
     pub default_replication_factor: u16,
+    /// Catalog changes for the applier thread, and how far they got.
+    pub applier: std::sync::mpsc::Sender<(ShardRequest, u64)>,
+    pub queued_upto: u64,
+    pub done_upto: u64,
     pub last_membership_check: Instant,
 }
 
@@ -202,7 +205,26 @@ impl MetaDriver {
         self.publish_routes();
     }
 
-    fn apply_topic(&self, name: &str, meta: &TopicMeta, index: u64) {
+    /// Hands a local catalog change to the applier thread (it blocks on
+    /// the shards; this thread must keep ticking Raft meanwhile).
+    fn submit(&mut self, request: ShardRequest, index: u64) {
+        self.queued_upto = self.queued_upto.max(index);
+        if self.applier.send((request, index)).is_err() {
+            tracing::error!(index, "the metadata applier thread has stopped");
+        }
+    }
+
+    /// The metadata index this node's shards reflect: the state machine's,
+    /// unless catalog changes are still on their way to the shards.
+    fn locally_applied(&self) -> u64 {
+        if self.done_upto >= self.queued_upto {
+            self.node.applied_index()
+        } else {
+            self.done_upto
+        }
+    }
+
+    fn apply_topic(&mut self, name: &str, meta: &TopicMeta, index: u64) {
         let config = sprawl_shards::TopicConfig {
             partitions: meta.config.partitions,
             retention_bytes: meta.config.retention_bytes,
@@ -215,20 +237,16 @@ impl MetaDriver {
             topic: Some((config, leaders)),
             index,
         };
-        if let Err(e) = self.control.call(request) {
-            tracing::error!(topic = name, error = %e, "cannot apply a committed topic locally");
-        }
+        self.submit(request, index);
     }
 
-    fn delete_local(&self, name: &str, index: u64) {
-        match self.control.call(ShardRequest::ApplyClusterTopic {
+    fn delete_local(&mut self, name: &str, index: u64) {
+        let request = ShardRequest::ApplyClusterTopic {
             name: name.to_string(),
             topic: None,
             index,
-        }) {
-            Ok(_) | Err(ShardError::UnknownTopic(_)) => {}
-            Err(e) => tracing::error!(topic = name, error = %e, "cannot delete a topic locally"),
-        }
+        };
+        self.submit(request, index);
     }
 
     pub fn publish_routes(&self) {
@@ -301,6 +319,7 @@ impl MetaDriver {
                 }
             }
             Inbound::Request { request, reply } => self.on_request(request, reply),
+            Inbound::Applied { index } => self.done_upto = self.done_upto.max(index),
         }
     }
 
@@ -411,7 +430,7 @@ impl MetaDriver {
     /// A change forwarded to the leader came back.
     pub fn on_forwarded(&mut self, response: PeerResponse, reply: oneshot::Sender<PeerResponse>) {
         match response {
-            PeerResponse::Committed { index } if index > self.node.applied_index() => {
+            PeerResponse::Committed { index } if index > self.locally_applied() => {
                 self.apply_waiters.push((index, reply));
             }
             other => {
@@ -459,7 +478,7 @@ impl MetaDriver {
             }
             self.node.sync()?;
         }
-        let applied = self.node.applied_index();
+        let applied = self.locally_applied();
         // Clients that gave up stop being waited for.
         self.apply_waiters.retain(|(_, reply)| !reply.is_closed());
         self.waiting.retain(|_, reply| !reply.is_closed());
@@ -506,7 +525,11 @@ impl MetaDriver {
                 continue;
             };
             let response = match p.outcome {
-                ProposalOutcome::Applied(Ok(())) => PeerResponse::Committed { index: p.id.index },
+                // Answered once the shards have it too (read your writes).
+                ProposalOutcome::Applied(Ok(())) => {
+                    self.apply_waiters.push((p.id.index, reply));
+                    continue;
+                }
                 ProposalOutcome::Applied(Err(r)) => rejected(&r),
                 ProposalOutcome::Dropped | ProposalOutcome::Unknown => {
                     unavailable("the metadata leader changed before the change committed; retry")
@@ -519,15 +542,15 @@ impl MetaDriver {
         }
     }
 
-    fn apply_locally(&self, applied: &AppliedCommand) {
+    fn apply_locally(&mut self, applied: &AppliedCommand) {
         if applied.result.is_err() {
             return;
         }
         match &applied.command {
             MetaCommand::CreateTopic { name, .. }
             | MetaCommand::SetAssignment { topic: name, .. } => {
-                if let Some(meta) = self.node.state().topic(name) {
-                    self.apply_topic(name, meta, applied.index);
+                if let Some(meta) = self.node.state().topic(name).cloned() {
+                    self.apply_topic(name, &meta, applied.index);
                 }
             }
             MetaCommand::DeleteTopic { name } => self.delete_local(name, applied.index),

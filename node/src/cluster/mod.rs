@@ -142,11 +142,30 @@ pub fn start(
     };
     tracing::info!(peer = %settings.peer_listen, bootstrap = settings.bootstrap, "cluster plane: peer endpoint (mutual TLS) and metadata Raft");
     let (forwarded_tx, forwarded_rx) = mpsc::unbounded_channel();
+    // Catalog changes reach the shards from their own thread, in order:
+    // `ControlHandle::call` blocks until every shard adopted the change
+    // (with tiered storage a delete may wait on S3), and the Raft thread
+    // must not miss ticks and heartbeats meanwhile.
+    let (applier, jobs) = std::sync::mpsc::channel::<(sprawl_shards::ShardRequest, u64)>();
+    {
+        let (control, done) = (control.clone(), handle.tx.clone());
+        std::thread::Builder::new()
+            .name("cluster-apply".into())
+            .spawn(move || {
+                for (request, index) in jobs {
+                    if let Err(e) = control.call(request) {
+                        tracing::error!(index, error = %e, "cannot apply a committed metadata change locally");
+                    }
+                    if done.send(Inbound::Applied { index }).is_err() {
+                        break;
+                    }
+                }
+            })?;
+    }
     let mut driver = MetaDriver {
         node,
         peers,
         gossip,
-        control,
         catalog,
         routes: handle.routes.clone(),
         forwarded: handle.forwarded.clone(),
@@ -155,6 +174,9 @@ pub fn start(
         apply_waiters: Vec::new(),
         forwarded_tx,
         default_replication_factor: settings.default_replication_factor,
+        applier,
+        queued_upto: 0,
+        done_upto: 0,
         last_membership_check: Instant::now(),
     };
     let thread = std::thread::Builder::new()

@@ -25,6 +25,11 @@ pub enum Inbound {
         request: PeerRequest,
         reply: oneshot::Sender<PeerResponse>,
     },
+    /// The applier thread has brought the shards' catalog to this
+    /// metadata index.
+    Applied {
+        index: u64,
+    },
 }
 
 /// Counters `/metrics` shows.
