@@ -520,6 +520,29 @@ impl<S: MetaStorage> MetaNode<S> {
         self.step_message(message)
     }
 
+    /// [`MetaNode::step`] for bytes from the peer authenticated as node
+    /// `from`: a message claiming another sender is refused (a member must
+    /// not vote or append in another's name).
+    pub fn step_from(&mut self, from: u64, bytes: &[u8]) -> Result<(), MetaError> {
+        self.ensure_healthy()?;
+        if bytes.len() > self.config.peer_message_bytes_max {
+            return Err(MetaError::InvalidMessage(format!(
+                "{} bytes exceed the bound of {}",
+                bytes.len(),
+                self.config.peer_message_bytes_max
+            )));
+        }
+        let message = Message::parse_from_bytes(bytes)
+            .map_err(|e| MetaError::InvalidMessage(e.to_string()))?;
+        if message.from != from {
+            return Err(MetaError::InvalidMessage(format!(
+                "message from node {} on node {from}'s authenticated connection",
+                message.from
+            )));
+        }
+        self.step_message(message)
+    }
+
     /// Step a decoded Raft message (same trust rule as [`MetaNode::step`]).
     pub fn step_message(&mut self, message: Message) -> Result<(), MetaError> {
         self.ensure_healthy()?;

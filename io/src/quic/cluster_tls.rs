@@ -662,3 +662,46 @@ mod tests {
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err:?}");
     }
 }
+
+/// The node id a cluster certificate was issued for (its
+/// [`peer_server_name`] DNS name), read from a peer's leaf certificate after
+/// the TLS handshake verified it: binds what a peer says about itself
+/// (`from` fields) to what the cluster CA vouched for.
+pub fn certificate_node_id(der: &[u8]) -> Option<u64> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|name| match name {
+        GeneralName::DNSName(dns) => dns
+            .strip_prefix("node-")?
+            .strip_suffix(".sprawl.cluster")?
+            .parse()
+            .ok(),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod node_id_tests {
+    use super::*;
+
+    #[test]
+    fn the_node_id_is_read_back_from_an_issued_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = create_cluster_ca(dir.path()).unwrap();
+        let node = issue_node_certificate(&ca, 42, &["127.0.0.1"], dir.path()).unwrap();
+        let pem = std::fs::read(&node.cert_path).unwrap();
+        let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(certificate_node_id(&leaf), Some(42));
+        let ca_pem = std::fs::read(&ca.cert_path).unwrap();
+        let ca_der = rustls::pki_types::CertificateDer::pem_slice_iter(&ca_pem)
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(certificate_node_id(&ca_der), None, "the CA names no node");
+        assert_eq!(certificate_node_id(b"not a certificate"), None);
+    }
+}

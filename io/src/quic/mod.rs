@@ -36,8 +36,9 @@ pub mod tls;
 mod write_watcher;
 
 pub use cluster_tls::{
-    cluster_ca_paths, create_cluster_ca, issue_node_certificate, node_cert_paths, peer_server_name,
-    ClusterTls, ALPN_SPRAWL_PEER_V1, CA_CERT_FILE_NAME, CA_KEY_FILE_NAME,
+    certificate_node_id, cluster_ca_paths, create_cluster_ca, issue_node_certificate,
+    node_cert_paths, peer_server_name, ClusterTls, ALPN_SPRAWL_PEER_V1, CA_CERT_FILE_NAME,
+    CA_KEY_FILE_NAME,
 };
 pub use endpoint::{QuicLimits, ALPN_SPRAWL_V1};
 pub use error::{QuicError, TlsError};

@@ -313,7 +313,7 @@ impl MetaDriver {
         match event {
             Inbound::Raft { from, messages } => {
                 for bytes in messages {
-                    if let Err(e) = self.node.step(&bytes) {
+                    if let Err(e) = self.node.step_from(from, &bytes) {
                         tracing::debug!(from, error = %e, "metadata raft message refused");
                     }
                 }

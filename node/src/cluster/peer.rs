@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use sprawl_io::quic::{peer_server_name, ClusterTls};
+use sprawl_io::quic::{certificate_node_id, peer_server_name, ClusterTls};
 use tokio::sync::{mpsc, oneshot};
 
 use super::protocol::{read_frame, write_frame, PeerRequest, PeerResponse};
@@ -105,6 +105,21 @@ impl PeerEndpoint {
         conn: quinn::Connection,
         inbound: mpsc::UnboundedSender<Inbound>,
     ) {
+        // Who the cluster CA says this peer is; what it claims in `from`
+        // fields must match.
+        let peer_node = conn
+            .peer_identity()
+            .and_then(|any| {
+                any.downcast::<Vec<quinn::rustls::pki_types::CertificateDer<'static>>>()
+                    .ok()
+            })
+            .and_then(|chain| chain.first().and_then(|leaf| certificate_node_id(leaf)));
+        let Some(peer_node) = peer_node else {
+            self.stats.lock().unwrap().bad_frames += 1;
+            tracing::warn!(remote = %conn.remote_address(), "peer certificate names no node; closing");
+            conn.close(1u32.into(), b"certificate names no node");
+            return;
+        };
         let uni = {
             let (me, conn, inbound) = (self.clone(), conn.clone(), inbound.clone());
             async move {
@@ -113,9 +128,20 @@ impl PeerEndpoint {
                     tokio::spawn(async move {
                         loop {
                             match read_frame::<_, PeerRequest>(&mut recv).await {
-                                Ok(Some(PeerRequest::MetaRaft { from, messages })) => {
+                                Ok(Some(PeerRequest::MetaRaft { from, messages }))
+                                    if from == peer_node =>
+                                {
                                     me.stats.lock().unwrap().frames_in += 1;
                                     let _ = inbound.send(Inbound::Raft { from, messages });
+                                }
+                                Ok(Some(PeerRequest::MetaRaft { from, .. })) => {
+                                    me.stats.lock().unwrap().bad_frames += 1;
+                                    tracing::warn!(
+                                        from,
+                                        peer_node,
+                                        "Raft messages in another node's name refused"
+                                    );
+                                    break;
                                 }
                                 Ok(Some(other)) => {
                                     tracing::debug!(?other, "request on a one-way stream ignored");
