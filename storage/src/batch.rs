@@ -5,7 +5,7 @@
 //! header = magic u32 | crc u32 | version u8 | flags u8 | reserved u16
 //!        | record_count u32 | base_offset u64 | first_timestamp_ms i64
 //!        | last_timestamp_ms i64 | leader_epoch u64 | payload_bytes u32
-//!        | reserved [u8; 12]
+//!        | raft_index u64 | reserved [u8; 4]
 //! crc    = CRC32C(payload ++ header[8..64])
 //! record = record_bytes u32 (bytes after this field) | timestamp_ms i64
 //!        | key_bytes u32 (u32::MAX: no key) | key | value_bytes u32 | value
@@ -18,6 +18,17 @@
 //! never re-encoded, and the payload is read once, to validate it. (The
 //! payload comes first in the CRC for exactly this: with the header first,
 //! restamping needs `crc32c_combine`, measured at ~35% of append CPU.)
+//!
+//! Replication (the partition's log is its Raft log): `leader_epoch` is the
+//! Raft term and `raft_index` (the first 8 of the formerly reserved 12 bytes)
+//! the Raft index; 0 means "not replicated", which is what every batch written
+//! before replication holds (the bytes were always zero), so the format
+//! version stays 1. A batch with the [`FLAG_CONTROL`] flag is a control batch:
+//! no records, an opaque payload (Raft's empty entry of a new leader, a
+//! configuration change), CRC-covered like any batch; it occupies no offsets
+//! (base offset = the next offset, record count 0). Downgrade caveat: a
+//! binary from before this change treats a control batch as corruption, so a
+//! replicated log must not be opened by one.
 
 use zerocopy::little_endian::{I64, U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -26,6 +37,11 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 pub const BATCH_MAGIC: u32 = 0x5350_5257;
 pub const BATCH_VERSION: u8 = 1;
 pub const BATCH_HEADER_BYTES: usize = 64;
+/// `flags` bit of a control batch (see the module docs).
+pub const FLAG_CONTROL: u8 = 0x01;
+/// Every flag bit this version knows; incoming batches with others are refused
+/// (a future meaning must not be silently ignored).
+const KNOWN_FLAGS: u8 = FLAG_CONTROL;
 /// Bytes of the header covered by the CRC start here (after magic and crc).
 const CRC_COVERED_FROM: usize = 8;
 const NO_KEY: u32 = u32::MAX;
@@ -47,6 +63,7 @@ pub struct BatchHeader {
     pub last_timestamp_ms: I64,
     pub leader_epoch: U64,
     pub payload_bytes: U32,
+    /// `[0..8]`: the Raft index (u64 LE, 0 = not replicated); `[8..12]`: zero.
     pub reserved2: [u8; 12],
 }
 
@@ -66,6 +83,22 @@ impl BatchHeader {
     /// Header plus payload.
     pub fn batch_bytes(&self) -> usize {
         BATCH_HEADER_BYTES + self.payload_bytes.get() as usize
+    }
+    /// The leader epoch, which is the Raft term of a replicated batch.
+    pub fn leader_epoch(&self) -> u64 {
+        self.leader_epoch.get()
+    }
+    /// The Raft index of the entry this batch is; 0 when not replicated.
+    pub fn raft_index(&self) -> u64 {
+        u64::from_le_bytes(self.reserved2[..8].try_into().expect("8 bytes"))
+    }
+    /// Sets the Raft index (the CRC must be recomputed afterwards).
+    pub fn set_raft_index(&mut self, raft_index: u64) {
+        self.reserved2[..8].copy_from_slice(&raft_index.to_le_bytes());
+    }
+    /// Whether this is a control batch (no records, opaque payload).
+    pub fn is_control(&self) -> bool {
+        self.flags & FLAG_CONTROL != 0
     }
 }
 
@@ -87,6 +120,10 @@ pub enum BatchError {
     BadRecord { index: u32, reason: &'static str },
     #[error("batch declares {declared} records but holds {found}")]
     CountMismatch { declared: u32, found: u32 },
+    #[error("control batch declares {0} records (control batches hold none)")]
+    ControlWithRecords(u32),
+    #[error("unknown batch flags {0:#04x}")]
+    UnknownFlags(u8),
 }
 
 /// One record to encode.
@@ -204,6 +241,33 @@ impl BatchBuilder {
         self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
         self.buf
     }
+}
+
+/// A control batch carrying `payload` (opaque bytes), base offset, term and
+/// Raft index 0: the log stamps them on append.
+pub fn control_batch(payload: &[u8]) -> bytes::BytesMut {
+    let header = BatchHeader {
+        magic: BATCH_MAGIC.into(),
+        crc: 0.into(),
+        version: BATCH_VERSION,
+        flags: FLAG_CONTROL,
+        reserved: 0.into(),
+        record_count: 0.into(),
+        base_offset: 0.into(),
+        first_timestamp_ms: 0.into(),
+        last_timestamp_ms: 0.into(),
+        leader_epoch: 0.into(),
+        payload_bytes: u32::try_from(payload.len())
+            .expect("control payload < 4 GiB")
+            .into(),
+        reserved2: [0; 12],
+    };
+    let mut buf = bytes::BytesMut::with_capacity(BATCH_HEADER_BYTES + payload.len());
+    buf.extend_from_slice(header.as_bytes());
+    buf.extend_from_slice(payload);
+    let crc = batch_crc(&buf);
+    buf[4..8].copy_from_slice(&crc.to_le_bytes());
+    buf
 }
 
 /// CRC32C over the payload, then header[8..64], of a complete batch.
@@ -409,7 +473,8 @@ fn decode_record(buf: &[u8], offset: u64) -> Result<(RecordView<'_>, &[u8]), &'s
     ))
 }
 
-/// What the log learns from validating an incoming (producer) batch.
+/// What the log learns from validating an incoming (producer) batch. A
+/// control batch is the one with `record_count == 0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IncomingBatch {
     pub record_count: u32,
@@ -438,7 +503,22 @@ pub fn validate_incoming(batch: &[u8]) -> Result<IncomingBatch, BatchError> {
             computed,
         });
     }
+    if header.flags & !KNOWN_FLAGS != 0 {
+        return Err(BatchError::UnknownFlags(header.flags));
+    }
     let declared = header.record_count();
+    if header.is_control() {
+        // The payload is opaque: the CRC above is its only check.
+        if declared != 0 {
+            return Err(BatchError::ControlWithRecords(declared));
+        }
+        return Ok(IncomingBatch {
+            record_count: 0,
+            first_timestamp_ms: header.first_timestamp_ms.get(),
+            last_timestamp_ms: header.last_timestamp_ms.get(),
+            payload_crc,
+        });
+    }
     if declared == 0 {
         return Err(BatchError::Empty);
     }
@@ -469,10 +549,25 @@ pub fn validate_incoming(batch: &[u8]) -> Result<IncomingBatch, BatchError> {
 /// Sets the batch's base offset and leader epoch in place and recomputes its
 /// CRC from the payload CRC found by [`validate_incoming`]. Also normalises the
 /// header's timestamps to the ones the records carry.
+/// The Raft index is set to 0 (not replicated): whatever a producer put in
+/// those bytes must not pass for a Raft entry.
 pub fn restamp(batch: &mut [u8], incoming: &IncomingBatch, base_offset: u64, leader_epoch: u64) {
+    restamp_raft(batch, incoming, base_offset, leader_epoch, 0);
+}
+
+/// [`restamp`] for a replicated batch: also stamps the Raft term (as the
+/// leader epoch) and the Raft index.
+pub fn restamp_raft(
+    batch: &mut [u8],
+    incoming: &IncomingBatch,
+    base_offset: u64,
+    term: u64,
+    raft_index: u64,
+) {
     let (header, _) = BatchHeader::mut_from_prefix(batch).expect("validated batch");
     header.base_offset = base_offset.into();
-    header.leader_epoch = leader_epoch.into();
+    header.leader_epoch = term.into();
+    header.set_raft_index(raft_index);
     header.first_timestamp_ms = incoming.first_timestamp_ms.into();
     header.last_timestamp_ms = incoming.last_timestamp_ms.into();
     let crc = crc_with_header(incoming.payload_crc, batch);
@@ -591,6 +686,74 @@ mod tests {
         ));
         let empty = BatchBuilder::new().finish();
         assert_eq!(validate_incoming(&empty), Err(BatchError::Empty));
+    }
+
+    #[test]
+    fn raft_index_term_and_control_round_trip() {
+        let mut batch = sample();
+        batch[BATCH_HEADER_BYTES - 12..BATCH_HEADER_BYTES - 4].fill(0xee);
+        let incoming = validate_incoming(&batch).unwrap_err();
+        assert!(matches!(incoming, BatchError::CrcMismatch { .. }));
+        let mut batch = sample();
+        let incoming = validate_incoming(&batch).unwrap();
+        restamp_raft(&mut batch, &incoming, 7, 3, 11);
+        let h = BatchView::parse_exact(&batch).unwrap().header();
+        assert_eq!(
+            (h.base_offset(), h.leader_epoch(), h.raft_index()),
+            (7, 3, 11)
+        );
+        assert!(!h.is_control());
+        // An unreplicated restamp clears whatever index was there.
+        restamp(&mut batch, &incoming, 7, 3);
+        assert_eq!(peek_header(&batch).unwrap().raft_index(), 0);
+
+        let mut c = control_batch(b"conf change");
+        let inc = validate_incoming(&c).unwrap();
+        assert_eq!(inc.record_count, 0);
+        restamp_raft(&mut c, &inc, 9, 4, 12);
+        let view = BatchView::parse_exact(&c).unwrap();
+        let h = view.header();
+        assert!(h.is_control());
+        assert_eq!(
+            (
+                h.base_offset(),
+                h.next_offset(),
+                h.raft_index(),
+                h.leader_epoch()
+            ),
+            (9, 9, 12, 4)
+        );
+        assert_eq!(&view.as_bytes()[BATCH_HEADER_BYTES..], b"conf change");
+        assert_eq!(view.records().count(), 0);
+        assert!(validate_incoming(&control_batch(b"")).is_ok());
+        // The CRC covers the control payload and flag like any batch.
+        for i in 0..c.len() {
+            let mut bad = c.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                validate_incoming(&bad).is_err(),
+                "flip at byte {i} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn control_flag_and_records_must_agree() {
+        let mut batch = sample();
+        batch[9] |= FLAG_CONTROL;
+        let crc = batch_crc(&batch);
+        batch[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            validate_incoming(&batch),
+            Err(BatchError::ControlWithRecords(2))
+        );
+        batch[9] = 0x80;
+        let crc = batch_crc(&batch);
+        batch[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            validate_incoming(&batch),
+            Err(BatchError::UnknownFlags(0x80))
+        );
     }
 
     /// `(timestamp, key, value, headers)` of one record.

@@ -32,6 +32,32 @@ pub enum LogError {
     Failed { dir: PathBuf, cause: String },
     #[error("log directory {dir} is inconsistent: {reason}")]
     Inconsistent { dir: PathBuf, reason: String },
+    #[error("replicated batch starts at offset {base_offset} but the log ends at {log_end} (truncate first)")]
+    RaftOffsetMismatch { base_offset: u64, log_end: u64 },
+    #[error(
+        "raft entry {index} cannot be appended: the next raft index is {expected} (truncate first)"
+    )]
+    RaftIndexMismatch { index: u64, expected: u64 },
+    #[error("raft index {index} is not in the local log (it holds {first:?} through {last:?})")]
+    RaftIndexOutOfRange {
+        index: u64,
+        first: Option<u64>,
+        last: Option<u64>,
+    },
+    #[error(
+        "the log holds raft entries (last index {last_index}): unreplicated appends are refused"
+    )]
+    NotReplicated { last_index: u64 },
+    #[error("expected a {} batch, got a {}", kind(*.expected_control), kind(!*.expected_control))]
+    ControlMismatch { expected_control: bool },
+}
+
+fn kind(control: bool) -> &'static str {
+    if control {
+        "control"
+    } else {
+        "data"
+    }
 }
 
 /// The plain OS error behind an I/O failure: glommio's wrapper repeats the

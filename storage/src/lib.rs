@@ -12,6 +12,7 @@
 //! - [`segment`]: one segment's files on disk.
 //! - [`tiering`]: sans-IO tier state (local / uploading / archived / remote
 //!   only) and retention across tiers.
+//! - [`raft`]: the map from Raft index to batch location of a replicated log.
 //! - [`log`]: the partition log: append with group commit, read, recovery,
 //!   truncation, roll and retention on glommio direct I/O.
 
@@ -21,6 +22,7 @@ pub mod error;
 pub mod index;
 pub mod io_gate;
 pub mod log;
+pub mod raft;
 pub mod readahead;
 pub mod retention;
 pub mod ring;
@@ -31,4 +33,6 @@ pub mod tiering;
 pub use batch::{BatchBuilder, BatchHeader, BatchView, Record, RecordView, BATCH_HEADER_BYTES};
 pub use config::{FsyncPolicy, LogConfig};
 pub use error::LogError;
-pub use log::{AppendAck, FetchedBatches, LogOffsets, LogStats, PartitionLog, SealedSegment};
+pub use log::{
+    AppendAck, FetchedBatches, LogOffsets, LogStats, PartitionLog, RaftStamp, SealedSegment,
+};

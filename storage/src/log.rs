@@ -13,6 +13,15 @@
 //! - readers never see past the high watermark (nothing unacknowledged);
 //! - after an I/O error the log refuses writes until reopened (the state of
 //!   unsynced data is unknown: retrying fdatasync would lie).
+//!
+//! Replication: the log doubles as its partition's Raft log (see
+//! [`crate::raft`]). Each replicated batch carries its Raft term and index;
+//! Raft's control entries are control batches, which occupy no offsets. So
+//! durability is tracked per batch (`appended_seq` / `written_seq` /
+//! `synced_seq`), not per offset: a control batch must be made durable
+//! although it moves no offset. Once a log holds Raft entries, every later
+//! batch is one (unreplicated appends are refused), so replicated batches
+//! are a suffix of the log.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -25,15 +34,18 @@ use glommio::io::{DmaFile, OpenOptions};
 use sprawl_io::dma_pool::DmaBufPool;
 use sprawl_io::{align_down, align_up};
 
-use crate::batch::{restamp, search_time, validate_incoming, BatchView, TimeSearch};
+use crate::batch::{
+    control_batch, peek_header, restamp, restamp_raft, search_time, validate_incoming, TimeSearch,
+};
 use crate::config::{FsyncPolicy, LogConfig};
 use crate::error::LogError;
 use crate::index::SegmentIndex;
 use crate::io_gate::{IoGate, IoTurn};
+use crate::raft::{RaftEntryLoc, RaftMap};
 use crate::readahead::Readahead;
 use crate::retention::{segments_to_delete, SegmentSummary};
 use crate::ring::MemoryRing;
-use crate::scan::{scan_batches, ScanStop};
+use crate::scan::{scan_batches, ScanStop, ScannedBatch};
 use crate::segment::{Segment, SegmentPaths, SegmentRead};
 
 /// Recovery reads the tail of a segment in chunks of this size.
@@ -45,6 +57,24 @@ pub struct AppendAck {
     pub base_offset: u64,
     /// Offset after the batch's last record.
     pub next_offset: u64,
+}
+
+/// The Raft term and index a leader stamps on the batch it appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftStamp {
+    pub term: u64,
+    pub index: u64,
+}
+
+/// How an append stamps its batch.
+#[derive(Debug, Clone, Copy)]
+enum Stamp {
+    /// Unreplicated: offsets and the leader epoch, Raft index 0.
+    Producer { leader_epoch: u64 },
+    /// A Raft leader's entry (data or control, as `control` says).
+    Leader { stamp: RaftStamp, control: bool },
+    /// A follower's copy of the leader's entry: kept byte for byte.
+    Replicated,
 }
 
 /// Offsets describing the log. All ends are exclusive.
@@ -114,6 +144,13 @@ struct LogState {
     synced: u64,
     /// Restamped batches appended but not yet written.
     pending: VecDeque<Bytes>,
+    /// Batches appended, written and fdatasync'ed since open (sequence
+    /// numbers: the durability of control batches, which move no offset).
+    appended_seq: u64,
+    written_seq: u64,
+    synced_seq: u64,
+    /// Raft index → location of the replicated batches on local disk.
+    raft: RaftMap,
     /// Bytes of the active segment's partial last 4 KiB block, which every
     /// flush writes again in front of the new batches.
     tail_block: Vec<u8>,
@@ -135,6 +172,18 @@ impl LogState {
             .last_mut()
             .expect("a log always has an active segment")
     }
+    fn written_seq_acked(&self, policy: FsyncPolicy, force_sync: bool) -> u64 {
+        match policy {
+            _ if force_sync => self.synced_seq,
+            FsyncPolicy::Always => self.synced_seq,
+            FsyncPolicy::IntervalMs(_) | FsyncPolicy::Never => self.written_seq,
+        }
+    }
+    fn segment_index(&self, base_offset: u64) -> Option<usize> {
+        self.segments
+            .binary_search_by_key(&base_offset, |s| s.base_offset)
+            .ok()
+    }
     fn high_watermark(&self, policy: FsyncPolicy) -> u64 {
         match policy {
             FsyncPolicy::Always => self.synced,
@@ -144,6 +193,7 @@ impl LogState {
     fn check_invariants(&self, policy: FsyncPolicy) {
         debug_assert!(self.log_start <= self.high_watermark(policy));
         debug_assert!(self.synced <= self.written && self.written <= self.log_end);
+        debug_assert!(self.synced_seq <= self.written_seq && self.written_seq <= self.appended_seq);
         debug_assert!(self
             .segments
             .windows(2)
@@ -213,6 +263,7 @@ impl PartitionLog {
         bases.sort_unstable();
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
         let mut tail_block = Vec::new();
+        let mut raft = RaftMap::default();
         for (i, &base) in bases.iter().enumerate() {
             let is_last = i + 1 == bases.len();
             if let Some(prev) = segments.last() {
@@ -227,8 +278,14 @@ impl PartitionLog {
                     });
                 }
             }
-            let (segment, tail) =
+            let (segment, tail, batches) =
                 recover_segment(&dir, base, is_last, &config, &mut report).await?;
+            add_raft_entries(&mut raft, &segment, &batches).map_err(|reason| {
+                LogError::Inconsistent {
+                    dir: dir.clone(),
+                    reason,
+                }
+            })?;
             if is_last {
                 tail_block = tail;
             }
@@ -255,6 +312,10 @@ impl PartitionLog {
             written: log_end,
             synced: log_end,
             pending: VecDeque::new(),
+            appended_seq: 0,
+            written_seq: 0,
+            synced_seq: 0,
+            raft,
             tail_block,
             ring: MemoryRing::new(config.ring_bytes),
             last_sync: Instant::now(),
@@ -318,10 +379,65 @@ impl PartitionLog {
     /// [`Self::append`] stamping the batch with a leader epoch; with
     /// `force_sync` it resolves only once fdatasync'ed, whatever the policy
     /// (a producer asking for durable acks on a log that syncs lazily).
+    /// Refuses control batches (only Raft writes those) and, once the log
+    /// holds Raft entries, every unreplicated append.
     pub async fn append_with(
         &self,
-        mut batch: BytesMut,
+        batch: BytesMut,
         leader_epoch: u64,
+        force_sync: bool,
+    ) -> Result<AppendAck, LogError> {
+        self.append_stamped(batch, Stamp::Producer { leader_epoch }, force_sync)
+            .await
+    }
+
+    /// Raft leader: appends a producer's data batch as Raft entry
+    /// `stamp.index` of term `stamp.term`, which must follow the last Raft
+    /// index (or be the first one). Durable like [`Self::append_with`].
+    pub async fn append_raft(
+        &self,
+        batch: BytesMut,
+        stamp: RaftStamp,
+        force_sync: bool,
+    ) -> Result<AppendAck, LogError> {
+        let stamp = Stamp::Leader {
+            stamp,
+            control: false,
+        };
+        self.append_stamped(batch, stamp, force_sync).await
+    }
+
+    /// Raft leader: appends a control entry (an empty entry of a new
+    /// leader, a configuration change) carrying `payload`, as a control
+    /// batch (see [`control_batch`]); its ack has `base_offset ==
+    /// next_offset`.
+    pub async fn append_raft_control(
+        &self,
+        payload: &[u8],
+        stamp: RaftStamp,
+        force_sync: bool,
+    ) -> Result<AppendAck, LogError> {
+        let stamp = Stamp::Leader {
+            stamp,
+            control: true,
+        };
+        self.append_stamped(control_batch(payload), stamp, force_sync)
+            .await
+    }
+
+    /// Raft follower: appends a batch exactly as the leader stamped it (base
+    /// offset, term, Raft index and CRC kept). Refuses a batch whose base
+    /// offset is not the log end or whose Raft index does not follow the
+    /// last one: the caller truncates first ([`Self::truncate_raft_suffix`]).
+    /// Resolves once durable under the fsync policy, like [`Self::append`].
+    pub async fn append_replicated(&self, batch: BytesMut) -> Result<AppendAck, LogError> {
+        self.append_stamped(batch, Stamp::Replicated, false).await
+    }
+
+    async fn append_stamped(
+        &self,
+        mut batch: BytesMut,
+        stamp: Stamp,
         force_sync: bool,
     ) -> Result<AppendAck, LogError> {
         if batch.len() > self.config.batch_bytes_max {
@@ -331,6 +447,28 @@ impl PartitionLog {
             });
         }
         let incoming = validate_incoming(&batch)?;
+        // Validated: only a control batch holds no records.
+        let control = incoming.record_count == 0;
+        let (raft_index, term) = match stamp {
+            Stamp::Producer { .. } if control => {
+                return Err(LogError::ControlMismatch {
+                    expected_control: false,
+                })
+            }
+            Stamp::Producer { .. } => (0, 0),
+            Stamp::Leader {
+                control: expected, ..
+            } if expected != control => {
+                return Err(LogError::ControlMismatch {
+                    expected_control: expected,
+                })
+            }
+            Stamp::Leader { stamp, .. } => (stamp.index, stamp.term),
+            Stamp::Replicated => {
+                let h = peek_header(&batch)?;
+                (h.raft_index(), h.leader_epoch())
+            }
+        };
         let batch_bytes = batch.len() as u64;
         // Wait until the batch may join the active segment.
         loop {
@@ -349,36 +487,88 @@ impl PartitionLog {
                 None => drop(self.lock().await?),
             }
         }
-        let ack = {
+        let (ack, seq) = {
             let mut st = self.state.borrow_mut();
             let base_offset = st.log_end;
-            restamp(&mut batch, &incoming, base_offset, leader_epoch);
+            // Checked here, with the append, so that concurrent appends
+            // cannot both pass the check for the same index.
+            match stamp {
+                Stamp::Producer { leader_epoch } => {
+                    if let Some((last_index, _)) = st.raft.last() {
+                        return Err(LogError::NotReplicated { last_index });
+                    }
+                    restamp(&mut batch, &incoming, base_offset, leader_epoch);
+                }
+                Stamp::Leader { .. } => {
+                    self.check_raft_next(&st, raft_index)?;
+                    restamp_raft(&mut batch, &incoming, base_offset, term, raft_index);
+                }
+                Stamp::Replicated => {
+                    let got = peek_header(&batch)?.base_offset();
+                    if got != base_offset {
+                        return Err(LogError::RaftOffsetMismatch {
+                            base_offset: got,
+                            log_end: base_offset,
+                        });
+                    }
+                    self.check_raft_next(&st, raft_index)?;
+                }
+            }
             let next_offset = base_offset + u64::from(incoming.record_count);
             let batch = batch.freeze();
             let interval = self.config.index_interval_bytes;
             let seg = st.active_mut();
             let position = seg.bytes;
-            seg.index.on_batch(
-                (base_offset - seg.base_offset) as u32,
-                position,
-                incoming.last_timestamp_ms,
-                interval,
-            );
-            seg.first_timestamp_ms
-                .get_or_insert(incoming.first_timestamp_ms);
+            let segment_base = seg.base_offset;
+            // Control batches stay out of the offset and time indexes: they
+            // hold no record a consumer could look up.
+            if !control {
+                seg.index.on_batch(
+                    (base_offset - seg.base_offset) as u32,
+                    position,
+                    incoming.last_timestamp_ms,
+                    interval,
+                );
+                seg.first_timestamp_ms
+                    .get_or_insert(incoming.first_timestamp_ms);
+            }
             seg.bytes += batch_bytes;
             seg.next_offset = next_offset;
             st.log_end = next_offset;
-            st.ring.push(base_offset, next_offset, batch.clone());
+            if raft_index != 0 {
+                let loc = RaftEntryLoc {
+                    term,
+                    base_offset,
+                    segment_base,
+                    position: position as u32,
+                    control,
+                };
+                st.raft.push(raft_index, loc).expect("checked above");
+            }
+            st.ring
+                .push_batch(base_offset, next_offset, raft_index, control, batch.clone());
             st.stats.batches_appended += 1;
             st.pending.push_back(batch);
-            AppendAck {
-                base_offset,
-                next_offset,
-            }
+            st.appended_seq += 1;
+            (
+                AppendAck {
+                    base_offset,
+                    next_offset,
+                },
+                st.appended_seq,
+            )
         };
-        self.wait_durable(ack.next_offset, force_sync).await?;
+        self.wait_durable(seq, force_sync).await?;
         Ok(ack)
+    }
+
+    fn check_raft_next(&self, st: &LogState, raft_index: u64) -> Result<(), LogError> {
+        st.raft
+            .check_next(raft_index)
+            .map_err(|e| LogError::RaftIndexMismatch {
+                index: e.index,
+                expected: e.expected,
+            })
     }
 
     fn refuse_if_failed(&self, st: &LogState) -> Result<(), LogError> {
@@ -392,7 +582,11 @@ impl PartitionLog {
     }
 
     fn needs_roll(&self, active: &Segment, batch_bytes: u64) -> bool {
-        if active.bytes == 0 {
+        // A segment holding no records (empty, or only control batches) is
+        // never rolled: its successor would start at the same offset and
+        // need the same file name. Only Raft control traffic without data
+        // can make such a segment outgrow `segment_bytes`.
+        if active.bytes == 0 || active.next_offset == active.base_offset {
             return false;
         }
         let full = active.bytes + batch_bytes > self.config.segment_bytes;
@@ -407,19 +601,15 @@ impl PartitionLog {
         Ok(self.io_gate.turn().await)
     }
 
-    /// Group commit: returns once `next_offset` is acknowledged, flushing
-    /// everything pending whenever this caller gets the I/O lock first.
-    async fn wait_durable(&self, next_offset: u64, force_sync: bool) -> Result<(), LogError> {
+    /// Group commit: returns once the batch with sequence number `seq` is
+    /// acknowledged, flushing everything pending whenever this caller gets
+    /// the I/O lock first.
+    async fn wait_durable(&self, seq: u64, force_sync: bool) -> Result<(), LogError> {
         let mut yielded = false;
         loop {
             {
                 let st = self.state.borrow();
-                let acked = if force_sync {
-                    st.synced
-                } else {
-                    st.high_watermark(self.config.fsync)
-                };
-                if acked >= next_offset {
+                if st.written_seq_acked(self.config.fsync, force_sync) >= seq {
                     return Ok(());
                 }
                 self.refuse_if_failed(&st)?;
@@ -464,9 +654,10 @@ impl PartitionLog {
     }
 
     async fn write_and_sync(&self, sync: bool) -> Result<(), LogError> {
-        let (batches, file, path, written_bytes, prefix, end_offset) = {
+        let (batches, file, path, written_bytes, prefix, end_offset, end_seq) = {
             let mut st = self.state.borrow_mut();
             let batches: Vec<Bytes> = st.pending.drain(..).collect();
+            let end_seq = st.appended_seq;
             if !batches.is_empty() {
                 st.stats.flushes += 1;
             }
@@ -480,6 +671,7 @@ impl PartitionLog {
                 seg.written_bytes,
                 prefix,
                 end_offset,
+                end_seq,
             )
         };
         let new_bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
@@ -536,13 +728,14 @@ impl PartitionLog {
                 .persist_new(&paths.offset_index, &paths.time_index, written_bytes)
                 .map_err(|e| LogError::io("writing index", &paths.offset_index, e))?;
             st.written = end_offset;
+            st.written_seq = end_seq;
             st.stats.bytes_written += new_bytes;
         } else {
             self.state.borrow_mut().tail_block = prefix;
         }
         let needs_sync = sync && {
             let st = self.state.borrow();
-            st.synced < st.written
+            st.synced_seq < st.written_seq
         };
         if needs_sync {
             file.fdatasync()
@@ -550,6 +743,7 @@ impl PartitionLog {
                 .map_err(|e| LogError::io("fdatasync", &path, e))?;
             let mut st = self.state.borrow_mut();
             st.synced = st.written;
+            st.synced_seq = st.written_seq;
             st.last_sync = Instant::now();
             st.stats.fdatasyncs += 1;
         }
@@ -565,7 +759,7 @@ impl PartitionLog {
         };
         let due = {
             let st = self.state.borrow();
-            st.synced < st.log_end && st.last_sync.elapsed() >= Duration::from_millis(ms)
+            st.synced_seq < st.appended_seq && st.last_sync.elapsed() >= Duration::from_millis(ms)
         };
         if due {
             let _permit = self.lock().await?;
@@ -724,6 +918,7 @@ impl PartitionLog {
             end_offset: hw,
             bytes_max,
             prefetched,
+            include_control: false,
         }
         .run()
         .await?;
@@ -754,6 +949,137 @@ impl PartitionLog {
             high_watermark: hw,
             log_start,
         })
+    }
+
+    /// `(raft_index, term)` of the last Raft entry, `None` when the log holds
+    /// none (not replicated, or replicated but still empty). After retention
+    /// deleted every segment holding entries, still the last one deleted.
+    pub fn last_raft_entry(&self) -> Option<(u64, u64)> {
+        self.state.borrow().raft.last()
+    }
+
+    /// First Raft index still on local disk.
+    pub fn first_raft_index(&self) -> Option<u64> {
+        self.state.borrow().raft.first_index()
+    }
+
+    /// Term of Raft entry `index` (held locally, or the one just before the
+    /// first held), without I/O.
+    pub fn raft_term(&self, index: u64) -> Option<u64> {
+        self.state.borrow().raft.term(index)
+    }
+
+    /// Where Raft entry `index` is, without I/O.
+    pub fn raft_entry(&self, index: u64) -> Option<RaftEntryLoc> {
+        self.state.borrow().raft.get(index).copied()
+    }
+
+    /// Offset after Raft entry `index`'s records (its base offset for a
+    /// control entry): the high watermark once `index` is committed.
+    pub fn raft_next_offset(&self, index: u64) -> Option<u64> {
+        let st = self.state.borrow();
+        st.raft.get(index)?;
+        Some(
+            st.raft
+                .get(index + 1)
+                .map_or(st.log_end, |next| next.base_offset),
+        )
+    }
+
+    /// Highest Raft index durable (fdatasync'ed) in the log as it is now;
+    /// `None` when no Raft entry is known.
+    pub fn synced_raft_index(&self) -> Option<u64> {
+        let st = self.state.borrow();
+        let (last, _) = st.raft.last()?;
+        // The unsynced batches are the newest ones, and after the first Raft
+        // entry every batch is one, so they are the last entries (counting
+        // older unreplicated ones too can only under-report).
+        let unsynced = st.appended_seq - st.synced_seq;
+        Some(last.saturating_sub(unsynced))
+    }
+
+    /// Raft reads: the batches (control ones included, bytes as stored)
+    /// from Raft entry `from_index` on, up to `bytes_max` (at least one),
+    /// for a leader to send to followers. Served from the memory ring, the
+    /// pending queue (appended, not yet written) or the segment files
+    /// (CRC-checked like [`Self::read`]); a read from a file stops at that
+    /// segment's end. Entries need not be durable yet (Raft sends a
+    /// leader's entries before its own fsync). Empty at the last index + 1.
+    pub async fn read_raft(
+        &self,
+        from_index: u64,
+        bytes_max: usize,
+    ) -> Result<Vec<Bytes>, LogError> {
+        loop {
+            let (file, path, position, base_offset, end_position, truncations) = {
+                let st = self.state.borrow();
+                let Some(loc) = st.raft.get(from_index).copied() else {
+                    if st
+                        .raft
+                        .last()
+                        .is_none_or(|(last, _)| from_index == last + 1)
+                    {
+                        return Ok(Vec::new());
+                    }
+                    return Err(self.raft_out_of_range(&st, from_index));
+                };
+                if let Some(batches) = st.ring.read_raft(from_index, bytes_max) {
+                    return Ok(batches);
+                }
+                let seg = &st.segments[st
+                    .segment_index(loc.segment_base)
+                    .expect("raft entries point at live segments")];
+                if u64::from(loc.position) >= seg.written_bytes {
+                    // Not written yet: it is in the pending queue, whose
+                    // batches are the log's last ones, all Raft entries.
+                    let (last, _) = st.raft.last().expect("holds from_index");
+                    let behind = (last - from_index) as usize;
+                    let first = st.pending.len() - 1 - behind;
+                    let mut out = Vec::new();
+                    let mut taken = 0usize;
+                    for b in st.pending.range(first..) {
+                        if !out.is_empty() && taken + b.len() > bytes_max {
+                            break;
+                        }
+                        taken += b.len();
+                        out.push(b.clone());
+                    }
+                    return Ok(out);
+                }
+                (
+                    seg.file.clone(),
+                    seg.paths.log.clone(),
+                    u64::from(loc.position),
+                    loc.base_offset,
+                    seg.written_bytes,
+                    st.truncations,
+                )
+            };
+            let outcome = SegmentRead {
+                file: &file,
+                path: &path,
+                position,
+                position_offset: base_offset,
+                offset: base_offset,
+                end_position,
+                end_offset: u64::MAX,
+                bytes_max,
+                prefetched: None,
+                include_control: true,
+            }
+            .run()
+            .await?;
+            // A truncation while reading may have replaced what was read.
+            if self.state.borrow().truncations != truncations {
+                continue;
+            }
+            debug_assert!(outcome
+                .batches
+                .first()
+                .and_then(|b| peek_header(b).ok())
+                .is_some_and(|h| h.raft_index() == from_index));
+            return Ok(outcome.batches);
+        }
     }
 
     /// The first offset whose record timestamp is ≥ `timestamp_ms`, or `None`
@@ -787,7 +1113,8 @@ impl PartitionLog {
     }
 
     /// Removes every record at or after `offset`, which must be a batch
-    /// boundary (or the log end). Durable before it returns.
+    /// boundary (or the log end). Durable before it returns. (Control
+    /// batches at `offset` that precede the first batch holding it stay.)
     pub async fn truncate_suffix(&self, offset: u64) -> Result<(), LogError> {
         let _permit = self.lock().await?;
         self.refuse_if_failed(&self.state.borrow())?;
@@ -825,7 +1152,7 @@ impl PartitionLog {
             let mut position = pos;
             let mut at = pos_off;
             while at < offset {
-                let batches = SegmentRead {
+                let outcome = SegmentRead {
                     file: &file,
                     path: &path,
                     position,
@@ -835,22 +1162,68 @@ impl PartitionLog {
                     end_offset: u64::MAX,
                     bytes_max: 1,
                     prefetched: None,
+                    include_control: false,
                 }
                 .run()
-                .await?
-                .batches;
-                let b = batches
-                    .first()
-                    .ok_or(LogError::NotBatchBoundary { offset })?;
-                let h = BatchView::parse_exact(b)?.header();
-                position += b.len() as u64;
-                at = h.next_offset();
+                .await?;
+                if outcome.batches.is_empty() {
+                    return Err(LogError::NotBatchBoundary { offset });
+                }
+                // Past the one data batch returned and the control batches
+                // skipped before it.
+                position = outcome.next_position;
+                at = outcome.next_offset;
             }
             if at != offset {
                 return Err(LogError::NotBatchBoundary { offset });
             }
             (i, position)
         };
+        self.cut_locked(seg_index, position, offset).await
+    }
+
+    /// Removes Raft entry `from_index` and every later one, so that the last
+    /// entry is `from_index - 1` (a follower whose uncommitted tail disagrees
+    /// with a new leader's). Durable before it returns. `from_index` past
+    /// the last entry removes nothing; below the first entry still on local
+    /// disk it is an error.
+    pub async fn truncate_raft_suffix(&self, from_index: u64) -> Result<(), LogError> {
+        let _permit = self.lock().await?;
+        self.refuse_if_failed(&self.state.borrow())?;
+        self.flush_locked(true).await?;
+        let (seg_index, position, offset) = {
+            let st = self.state.borrow();
+            let Some(loc) = st.raft.get(from_index) else {
+                if st.raft.last().is_none_or(|(last, _)| from_index > last) {
+                    return Ok(());
+                }
+                return Err(self.raft_out_of_range(&st, from_index));
+            };
+            let i = st
+                .segment_index(loc.segment_base)
+                .expect("raft entries point at live segments");
+            (i, u64::from(loc.position), loc.base_offset)
+        };
+        self.cut_locked(seg_index, position, offset).await
+    }
+
+    fn raft_out_of_range(&self, st: &LogState, index: u64) -> LogError {
+        LogError::RaftIndexOutOfRange {
+            index,
+            first: st.raft.first_index(),
+            last: st.raft.last().map(|(i, _)| i),
+        }
+    }
+
+    /// Cuts the log at `position` of segment `seg_index`, the start of a
+    /// batch whose base offset is `offset`: later segments are deleted, that
+    /// segment is cut, durably. Caller holds the I/O turn and has flushed.
+    async fn cut_locked(
+        &self,
+        seg_index: usize,
+        position: u64,
+        offset: u64,
+    ) -> Result<(), LogError> {
         // Later segments go entirely; the segment holding `offset` is cut.
         let removed: Vec<Segment> = self
             .state
@@ -871,6 +1244,7 @@ impl PartitionLog {
         let tail = discard_after(&file, &paths.log, position, &self.config).await?;
         let mut st = self.state.borrow_mut();
         let seg = st.segments.last_mut().expect("kept segment");
+        let segment_base = seg.base_offset;
         seg.bytes = position;
         seg.written_bytes = position;
         seg.next_offset = offset;
@@ -887,7 +1261,8 @@ impl PartitionLog {
         st.log_end = offset;
         st.written = offset;
         st.synced = offset;
-        st.ring.truncate(offset);
+        let raft_from = st.raft.truncate_from(segment_base, position);
+        st.ring.truncate_after(offset, raft_from);
         st.readahead = None;
         st.truncations += 1;
         st.check_invariants(self.config.fsync);
@@ -948,6 +1323,7 @@ impl PartitionLog {
             let doomed: Vec<Segment> = st.segments.drain(..n).collect();
             st.log_start = st.segments[0].base_offset;
             let start = st.log_start;
+            st.raft.drop_segments_before(start);
             st.ring.trim_front(start);
             st.readahead = None;
             doomed
@@ -1078,16 +1454,66 @@ async fn discard_after(
     Ok(read[..(position - block) as usize].to_vec())
 }
 
+/// Adds a recovered segment's Raft entries to the map, checking that they
+/// follow on and that nothing unreplicated follows a Raft entry.
+fn add_raft_entries(
+    raft: &mut RaftMap,
+    segment: &Segment,
+    batches: &[ScannedBatch],
+) -> Result<(), String> {
+    let name = || segment.paths.log.display().to_string();
+    if batches.is_empty() {
+        return match raft.last() {
+            Some((last, _)) if segment.bytes > 0 => Err(format!(
+                "segment {} holds unreplicated batches after raft entry {last}",
+                name()
+            )),
+            _ => Ok(()),
+        };
+    }
+    for b in batches {
+        if b.raft_index == 0 {
+            if let Some((last, _)) = raft.last() {
+                return Err(format!(
+                    "segment {} holds an unreplicated batch at position {} after raft entry {last}",
+                    name(),
+                    b.position
+                ));
+            }
+            continue;
+        }
+        let loc = RaftEntryLoc {
+            term: b.term,
+            base_offset: b.base_offset,
+            segment_base: segment.base_offset,
+            position: b.position as u32,
+            control: b.control,
+        };
+        raft.push(b.raft_index, loc).map_err(|e| {
+            format!(
+                "segment {} holds raft entry {} at position {} where {} was expected",
+                name(),
+                e.index,
+                b.position,
+                e.expected
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Recovers one segment: loads its index (rebuilding it when it does not
 /// match), validates the log from the last index entry, and truncates a torn
-/// tail of the last segment. Returns the segment and its partial tail block.
+/// tail of the last segment. Returns the segment, its partial tail block,
+/// and, when it holds Raft entries, every batch in it (read in full for the
+/// Raft map: the index only spans data batches, sparsely); otherwise none.
 async fn recover_segment(
     dir: &Path,
     base_offset: u64,
     is_last: bool,
     config: &LogConfig,
     report: &mut RecoveryReport,
-) -> Result<(Segment, Vec<u8>), LogError> {
+) -> Result<(Segment, Vec<u8>, Vec<ScannedBatch>), LogError> {
     let paths = SegmentPaths::new(dir, base_offset);
     let file = open_rw(&paths.log, false).await?;
     let file_bytes = file
@@ -1119,7 +1545,7 @@ async fn recover_segment(
         .scan
         .batches
         .iter()
-        .filter(|b| b.position > start_position || index_was_empty)
+        .filter(|b| (b.position > start_position || index_was_empty) && !b.control)
     {
         index.on_batch(
             (b.base_offset - base_offset) as u32,
@@ -1175,6 +1601,24 @@ async fn recover_segment(
         // and a later append must never line up with such stale batches.
         tail = discard_after(&file, &paths.log, end, config).await?;
     }
+    // Raft entries are a suffix of the log: if the tail scanned holds none,
+    // the segment holds none and needs no further reading.
+    let batches = if !outcome.scan.batches.iter().any(|b| b.raft_index != 0) {
+        Vec::new()
+    } else if outcome
+        .scan
+        .batches
+        .first()
+        .is_some_and(|b| b.position == 0)
+    {
+        outcome.scan.batches
+    } else {
+        let empty = SegmentIndex::default();
+        scan_from_last_entry(&file, &paths.log, base_offset, &empty, end, report)
+            .await?
+            .scan
+            .batches
+    };
     if rebuilt {
         report.rebuilt_indexes.push(paths.offset_index.clone());
         tracing::warn!(index = %paths.offset_index.display(), "rebuilt segment index from the log");
@@ -1196,8 +1640,11 @@ async fn recover_segment(
             .read_at_aligned(0, 4096)
             .await
             .map_err(|e| LogError::io("reading", &paths.log, e))?;
+        // A control batch has no record timestamps: the next data batch
+        // appended sets it.
         crate::batch::peek_header(&head)
             .ok()
+            .filter(|h| !h.is_control())
             .map(|h| h.first_timestamp_ms.get())
     } else {
         None
@@ -1215,6 +1662,7 @@ async fn recover_segment(
             sealed: !is_last,
         },
         tail,
+        batches,
     ))
 }
 

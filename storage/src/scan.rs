@@ -13,6 +13,11 @@ pub struct ScannedBatch {
     pub bytes: u32,
     pub first_timestamp_ms: i64,
     pub last_timestamp_ms: i64,
+    /// Raft index (0: not replicated) and term (the leader epoch).
+    pub raft_index: u64,
+    pub term: u64,
+    /// A control batch: no records, occupies no offsets.
+    pub control: bool,
 }
 
 /// Why a scan stopped.
@@ -97,10 +102,15 @@ pub fn scan_batches(buf: &[u8], position: u64, expected_offset: u64) -> Scan {
         match BatchView::parse_prefix(rest) {
             Ok((view, after)) => {
                 let h = view.header();
-                if h.record_count() == 0 {
+                // Only a control batch may hold no records, and it holds none.
+                if (h.record_count() == 0) != h.is_control() {
                     scan.stop = ScanStop::Invalid {
                         position: pos,
-                        reason: "batch with zero records".into(),
+                        reason: format!(
+                            "batch with {} records and control flag {}",
+                            h.record_count(),
+                            h.is_control()
+                        ),
                     };
                     return scan;
                 }
@@ -111,6 +121,9 @@ pub fn scan_batches(buf: &[u8], position: u64, expected_offset: u64) -> Scan {
                     bytes: total as u32,
                     first_timestamp_ms: h.first_timestamp_ms.get(),
                     last_timestamp_ms: h.last_timestamp_ms.get(),
+                    raft_index: h.raft_index(),
+                    term: h.leader_epoch(),
+                    control: h.is_control(),
                 });
                 scan.end_position += total as u64;
                 scan.next_offset = h.next_offset();
@@ -178,6 +191,24 @@ mod tests {
         let s = scan_batches(&buf, 0, 0);
         assert_eq!(s.batches.len(), 1);
         assert!(matches!(s.stop, ScanStop::Invalid { .. }));
+    }
+
+    #[test]
+    fn control_batches_occupy_no_offsets() {
+        let mut buf = batch(0, 2);
+        let mut c = crate::batch::control_batch(b"conf");
+        let inc = validate_incoming(&c).unwrap();
+        crate::batch::restamp_raft(&mut c, &inc, 2, 3, 9);
+        buf.extend_from_slice(&c);
+        buf.extend(batch(2, 1));
+        let s = scan_batches(&buf, 0, 0);
+        assert_eq!(s.stop, ScanStop::CleanEnd);
+        assert_eq!(s.batches.len(), 3);
+        let ctl = s.batches[1];
+        assert!(ctl.control);
+        assert_eq!((ctl.base_offset, ctl.next_offset), (2, 2));
+        assert_eq!((ctl.raft_index, ctl.term), (9, 3));
+        assert_eq!(s.next_offset, 3);
     }
 
     #[test]

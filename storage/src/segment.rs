@@ -97,6 +97,10 @@ pub struct SegmentRead<'a> {
     pub bytes_max: usize,
     /// File bytes already read ahead, starting at `position`.
     pub prefetched: Option<Bytes>,
+    /// Raft reads: return every batch from `position` on, control batches
+    /// included, ignoring `offset`. Otherwise (consumer reads) control
+    /// batches are skipped: they hold no records.
+    pub include_control: bool,
 }
 
 /// What a segment read returned, and where the next one continues.
@@ -162,7 +166,12 @@ impl SegmentRead<'_> {
                 }
                 out.next_position = b.position + u64::from(b.bytes);
                 out.next_offset = b.next_offset;
-                if b.next_offset <= self.offset {
+                let wanted = if self.include_control {
+                    true
+                } else {
+                    !b.control && b.next_offset > self.offset
+                };
+                if !wanted {
                     continue;
                 }
                 let start = (b.position - position) as usize;

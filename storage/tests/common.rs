@@ -73,3 +73,14 @@ pub fn small_config() -> LogConfig {
         ..LogConfig::default()
     }
 }
+
+/// Tears the last batch of a segment file as a crash mid-write would:
+/// garbage over the last 20 bytes of its written part.
+pub fn tear_last_batch(segment: &Path) {
+    let mut bytes = std::fs::read(segment).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    for b in &mut bytes[end - 20..end] {
+        *b ^= 0x55;
+    }
+    std::fs::write(segment, &bytes).unwrap();
+}

@@ -144,14 +144,7 @@ fn torn_tail_is_truncated_on_reopen_and_reported() {
             log.append(batch_of(&values(4, i, 300), 1)).await.unwrap();
         }
         drop(log);
-        // Tear the last batch: overwrite its last bytes with garbage.
-        let seg = path.join("00000000000000000000.log");
-        let mut bytes = std::fs::read(&seg).unwrap();
-        let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
-        for b in &mut bytes[end - 20..end] {
-            *b ^= 0x55;
-        }
-        std::fs::write(&seg, &bytes).unwrap();
+        common::tear_last_batch(&path.join("00000000000000000000.log"));
         let (log, report) = PartitionLog::open_with_report(&path, LogConfig::default(), pool)
             .await
             .unwrap();
