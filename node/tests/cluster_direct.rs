@@ -2,105 +2,19 @@
 //! client looks the partitions' leaders up and sends produce and fetch
 //! requests straight to them, so (almost) nothing is forwarded between
 //! nodes, and everything reads back byte-exact.
-//!
-//! The cluster-start harness is a copy of `cluster_routing.rs`'s.
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::NodeProcess;
-use serde_json::Value;
-use sprawl_client::{
-    Acks, Client, ClientConfig, Consumer, Producer, ProducerConfig, Record, ServerTrust,
-};
-use sprawl_io::quic::{create_cluster_ca, issue_node_certificate, CertPaths};
+use common::cluster::{forwarded, runtime, TestCluster};
+use sprawl_client::{Acks, Consumer, Producer, ProducerConfig, Record};
 
-const KEY: &str = "5e1c9a0be57d2c4e8a6b1f0d9e7c5a3b2f4e6d8c0a1b3c5d7e9f1a2b4c6d8e0f";
 const TOPIC: &str = "direct";
 const PARTITIONS: u32 = 6;
 const ROUNDS: usize = 100;
 const MESSAGES: usize = ROUNDS * PARTITIONS as usize;
-
-fn free_udp() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Slot {
-    id: u32,
-    dir: PathBuf,
-    quic: u16,
-    admin: u16,
-    gossip: u16,
-    peer: u16,
-    cert: CertPaths,
-}
-
-fn start(slot: &Slot, ca: &Path, seed: u16, bootstrap: bool) -> NodeProcess {
-    let id = slot.id.to_string();
-    let gossip = format!("127.0.0.1:{}", slot.gossip);
-    let join = format!("127.0.0.1:{seed}");
-    let peer = format!("127.0.0.1:{}", slot.peer);
-    let mut args = vec![
-        "--node-id",
-        &id,
-        "--gossip",
-        &gossip,
-        "--join",
-        &join,
-        "--cluster-key",
-        KEY,
-        "--peer-listen",
-        &peer,
-        "--cluster-ca",
-        ca.to_str().unwrap(),
-        "--tls-cert",
-        slot.cert.cert_path.to_str().unwrap(),
-        "--tls-key",
-        slot.cert.key_path.to_str().unwrap(),
-        "--no-load-forecast",
-    ];
-    if bootstrap {
-        args.push("--bootstrap");
-    }
-    NodeProcess::start_on(&slot.dir, 1, slot.quic, slot.admin, &args)
-}
-
-fn metadata(node: &NodeProcess) -> Value {
-    let (status, body) = node.admin_get("/cluster");
-    assert!(status.contains("200"), "{status}");
-    serde_json::from_str::<Value>(&body).unwrap()["metadata"].clone()
-}
-
-fn forwarded(nodes: &[NodeProcess]) -> u64 {
-    nodes
-        .iter()
-        .map(|n| metadata(n)["forwarded_requests"].as_u64().unwrap())
-        .sum()
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn value(i: usize) -> Vec<u8> {
     let mut v = format!("direct-{i:06}-").into_bytes();
@@ -110,48 +24,12 @@ fn value(i: usize) -> Vec<u8> {
 
 #[test]
 fn a_client_sends_partition_requests_straight_to_their_leaders() {
-    let pki = tempfile::tempdir().unwrap();
-    let ca = create_cluster_ca(pki.path()).unwrap();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let slots: Vec<Slot> = (0..3)
-        .map(|i| Slot {
-            id: i as u32 + 1,
-            dir: dirs[i].path().to_path_buf(),
-            quic: free_udp(),
-            admin: free_tcp(),
-            gossip: free_udp(),
-            peer: free_udp(),
-            cert: issue_node_certificate(
-                &ca,
-                i as u64 + 1,
-                &["127.0.0.1", "localhost"],
-                pki.path(),
-            )
-            .unwrap(),
-        })
-        .collect();
-    let seed = slots[0].gossip;
-    let nodes: Vec<NodeProcess> = slots
-        .iter()
-        .enumerate()
-        .map(|(i, s)| start(s, &ca.cert_path, seed, i == 0))
-        .collect();
-    wait_for("three metadata voters", || {
-        nodes.iter().all(|n| {
-            metadata(n)["voters"]
-                .as_array()
-                .is_some_and(|v| v.len() == 3)
-        })
-    });
-
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let forwarded_before = forwarded(&nodes);
+    let cluster = TestCluster::start(3);
+    let nodes = &cluster.nodes;
+    let rt = runtime();
+    let forwarded_before = forwarded(nodes);
     let (forwarded_by_produce, leaders) = rt.block_on(async {
-        let config = ClientConfig::new(nodes[0].quic, ServerTrust::CaFile(ca.cert_path.clone()));
-        let client = Client::connect(config).await.expect("connect");
+        let client = cluster.client(0, true).await;
         client
             .create_topic(TOPIC, PARTITIONS, None, None)
             .await
@@ -195,7 +73,7 @@ fn a_client_sends_partition_requests_straight_to_their_leaders() {
                 acked[ack.partition as usize].push((ack.offset.unwrap(), i));
             }
         }
-        let forwarded_by_produce = forwarded(&nodes) - forwarded_before;
+        let forwarded_by_produce = forwarded(nodes) - forwarded_before;
 
         // Read everything back through the same client (fetches go to the
         // leaders too), byte-exact and in offset order.
@@ -237,7 +115,7 @@ fn a_client_sends_partition_requests_straight_to_their_leaders() {
         "{forwarded_by_produce} of {MESSAGES} produce requests forwarded \
          (would be {not_led_by_bootstrap} through node 1 alone); leaders {leaders:?}"
     );
-    let total = forwarded(&nodes) - forwarded_before;
+    let total = forwarded(nodes) - forwarded_before;
     assert!(
         total * 20 < MESSAGES as u64,
         "{total} requests forwarded in all (produces and fetches)"

@@ -12,100 +12,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::NodeProcess;
+use common::cluster::{metadata, runtime, wait_for, TestCluster};
 use serde_json::Value;
-use sprawl_client::{
-    Acks, Client, ClientConfig, Consumer, ErrorCode, Producer, ProducerConfig, Record, ServerTrust,
-};
-use sprawl_io::quic::{create_cluster_ca, issue_node_certificate, CertPaths};
+use sprawl_client::{Acks, Client, Consumer, ErrorCode, Producer, ProducerConfig, Record};
 
-const KEY: &str = "5e1c9a0be57d2c4e8a6b1f0d9e7c5a3b2f4e6d8c0a1b3c5d7e9f1a2b4c6d8e0f";
 const TOPIC: &str = "orders";
 const PARTITIONS: u32 = 6;
 const MESSAGES: usize = 3_000;
-
-fn free_udp() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A node's fixed addresses, so a restart comes back on the same ones.
-struct Slot {
-    id: u32,
-    dir: PathBuf,
-    quic: u16,
-    admin: u16,
-    gossip: u16,
-    peer: u16,
-    cert: CertPaths,
-}
-
-fn start(slot: &Slot, ca: &Path, seed: u16, bootstrap: bool) -> NodeProcess {
-    let id = slot.id.to_string();
-    let gossip = format!("127.0.0.1:{}", slot.gossip);
-    let join = format!("127.0.0.1:{seed}");
-    let peer = format!("127.0.0.1:{}", slot.peer);
-    let mut args = vec![
-        "--node-id",
-        &id,
-        "--gossip",
-        &gossip,
-        "--join",
-        &join,
-        "--cluster-key",
-        KEY,
-        "--peer-listen",
-        &peer,
-        "--cluster-ca",
-        ca.to_str().unwrap(),
-        "--tls-cert",
-        slot.cert.cert_path.to_str().unwrap(),
-        "--tls-key",
-        slot.cert.key_path.to_str().unwrap(),
-        "--no-load-forecast",
-    ];
-    if bootstrap {
-        args.push("--bootstrap");
-    }
-    NodeProcess::start_on(&slot.dir, 1, slot.quic, slot.admin, &args)
-}
-
-fn metadata(node: &NodeProcess) -> Value {
-    let (status, body) = node.admin_get("/cluster");
-    assert!(status.contains("200"), "{status}");
-    serde_json::from_str::<Value>(&body).unwrap()["metadata"].clone()
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A client that sends everything through `node` (no direct routing to
-/// leaders), so the node's forwarding is what is tested.
-async fn connect(node: &NodeProcess, ca: &Path) -> Client {
-    let mut config = ClientConfig::new(node.quic, ServerTrust::CaFile(ca.into()));
-    config.direct_to_leaders = false;
-    Client::connect(config).await.expect("connect")
-}
 
 fn value(i: usize) -> Vec<u8> {
     let mut v = format!("order-{i:06}-").into_bytes();
@@ -146,49 +61,14 @@ async fn verify(client: &Client, acked: &BTreeMap<u32, Vec<(u64, usize)>>) {
 
 #[test]
 fn any_node_serves_any_partition_and_the_metadata_group_survives_its_leader() {
-    let pki = tempfile::tempdir().unwrap();
-    let ca = create_cluster_ca(pki.path()).unwrap();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let slots: Vec<Slot> = (0..3)
-        .map(|i| Slot {
-            id: i as u32 + 1,
-            dir: dirs[i].path().to_path_buf(),
-            quic: free_udp(),
-            admin: free_tcp(),
-            gossip: free_udp(),
-            peer: free_udp(),
-            cert: issue_node_certificate(
-                &ca,
-                i as u64 + 1,
-                &["127.0.0.1", "localhost"],
-                pki.path(),
-            )
-            .unwrap(),
-        })
-        .collect();
-    let seed = slots[0].gossip;
-    let mut nodes: Vec<NodeProcess> = slots
-        .iter()
-        .enumerate()
-        .map(|(i, s)| start(s, &ca.cert_path, seed, i == 0))
-        .collect();
-    wait_for("three metadata voters", || {
-        nodes.iter().all(|n| {
-            metadata(n)["voters"]
-                .as_array()
-                .is_some_and(|v| v.len() == 3)
-        })
-    });
+    let mut cluster = TestCluster::start(3);
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let acked = rt.block_on(async {
         let clients = [
-            connect(&nodes[0], &ca.cert_path).await,
-            connect(&nodes[1], &ca.cert_path).await,
-            connect(&nodes[2], &ca.cert_path).await,
+            cluster.client(0, false).await,
+            cluster.client(1, false).await,
+            cluster.client(2, false).await,
         ];
         // Created through a follower of the metadata group.
         let topic = clients[1]
@@ -250,7 +130,8 @@ fn any_node_serves_any_partition_and_the_metadata_group_survives_its_leader() {
         (acked, leaders)
     });
     let (acked, leaders) = acked;
-    let forwarded: u64 = nodes
+    let forwarded: u64 = cluster
+        .nodes
         .iter()
         .map(|n| metadata(n)["forwarded_requests"].as_u64().unwrap())
         .sum();
@@ -260,18 +141,18 @@ fn any_node_serves_any_partition_and_the_metadata_group_survives_its_leader() {
     );
 
     // kill -9 the metadata leader (node 1 founded the group).
-    let leader = metadata(&nodes[0])["leader"].as_u64().unwrap() as usize;
-    nodes[leader - 1].kill_9();
+    let leader = metadata(&cluster.nodes[0])["leader"].as_u64().unwrap() as usize;
+    cluster.nodes[leader - 1].kill_9();
     let survivors: Vec<usize> = (0..3).filter(|&i| i != leader - 1).collect();
     wait_for("a new metadata leader", || {
         survivors.iter().all(|&i| {
-            let m = metadata(&nodes[i]);
+            let m = metadata(&cluster.nodes[i]);
             m["leader"].as_u64().is_some_and(|l| l as usize != leader)
         })
     });
     wait_for("gossip declares the killed node down", || {
         survivors.iter().all(|&i| {
-            let (_, body) = nodes[i].admin_get("/cluster");
+            let (_, body) = cluster.nodes[i].admin_get("/cluster");
             let v: Value = serde_json::from_str(&body).unwrap();
             v["members"]
                 .as_array()
@@ -281,7 +162,7 @@ fn any_node_serves_any_partition_and_the_metadata_group_survives_its_leader() {
         })
     });
     rt.block_on(async {
-        let client = connect(&nodes[survivors[0]], &ca.cert_path).await;
+        let client = cluster.client(survivors[0], false).await;
         client
             .create_topic("after-failover", 2, None, None)
             .await
@@ -301,17 +182,18 @@ fn any_node_serves_any_partition_and_the_metadata_group_survives_its_leader() {
     });
 
     // Back: everything acknowledged is served again, through every node.
-    nodes[leader - 1] = start(&slots[leader - 1], &ca.cert_path, seed, leader == 1);
+    let restarted = cluster.launch(leader - 1);
+    cluster.nodes[leader - 1] = restarted;
     wait_for("the restarted node rejoins the metadata group", || {
-        let m = metadata(&nodes[leader - 1]);
+        let m = metadata(&cluster.nodes[leader - 1]);
         m["leader"].as_u64().is_some() && m["topics"].as_array().is_some_and(|t| t.len() == 2)
     });
     // Links to the old process time out within seconds (a retryable
     // error until then); after that every node serves it all.
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(30);
-        for n in &nodes {
-            let client = connect(n, &ca.cert_path).await;
+        for i in 0..cluster.nodes.len() {
+            let client = cluster.client(i, false).await;
             loop {
                 match Consumer::new(&client)
                     .fetch(TOPIC, 0, 0, 1, Duration::ZERO)
@@ -332,64 +214,29 @@ fn any_node_serves_any_partition_and_the_metadata_group_survives_its_leader() {
 
 #[test]
 fn a_frozen_metadata_leader_is_replaced_and_follows_when_it_resumes() {
-    let pki = tempfile::tempdir().unwrap();
-    let ca = create_cluster_ca(pki.path()).unwrap();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let slots: Vec<Slot> = (0..3)
-        .map(|i| Slot {
-            id: i as u32 + 1,
-            dir: dirs[i].path().to_path_buf(),
-            quic: free_udp(),
-            admin: free_tcp(),
-            gossip: free_udp(),
-            peer: free_udp(),
-            cert: issue_node_certificate(
-                &ca,
-                i as u64 + 1,
-                &["127.0.0.1", "localhost"],
-                pki.path(),
-            )
-            .unwrap(),
-        })
-        .collect();
-    let seed = slots[0].gossip;
-    let nodes: Vec<NodeProcess> = slots
-        .iter()
-        .enumerate()
-        .map(|(i, s)| start(s, &ca.cert_path, seed, i == 0))
-        .collect();
-    wait_for("three metadata voters", || {
-        nodes.iter().all(|n| {
-            metadata(n)["voters"]
-                .as_array()
-                .is_some_and(|v| v.len() == 3)
-        })
-    });
-    let old = metadata(&nodes[0])["leader"].as_u64().unwrap() as usize;
-    let old_term = metadata(&nodes[old - 1])["term"].as_u64().unwrap();
-    nodes[old - 1].pause(true);
+    let cluster = TestCluster::start(3);
+    let old = metadata(&cluster.nodes[0])["leader"].as_u64().unwrap() as usize;
+    let old_term = metadata(&cluster.nodes[old - 1])["term"].as_u64().unwrap();
+    cluster.nodes[old - 1].pause(true);
     let survivors: Vec<usize> = (0..3).filter(|&i| i != old - 1).collect();
     wait_for("the survivors elect a leader of a later term", || {
         survivors.iter().all(|&i| {
-            let m = metadata(&nodes[i]);
+            let m = metadata(&cluster.nodes[i]);
             m["leader"].as_u64().is_some_and(|l| l as usize != old)
                 && m["term"].as_u64().is_some_and(|t| t > old_term)
         })
     });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
-        let client = connect(&nodes[survivors[0]], &ca.cert_path).await;
+        let client = cluster.client(survivors[0], false).await;
         client
             .create_topic("while-frozen", 3, None, None)
             .await
             .expect("the majority side commits");
     });
-    nodes[old - 1].pause(false);
+    cluster.nodes[old - 1].pause(false);
     wait_for("the old leader follows and learns the new topic", || {
-        let m = metadata(&nodes[old - 1]);
+        let m = metadata(&cluster.nodes[old - 1]);
         m["role"] == "follower"
             && m["leader"].as_u64().is_some_and(|l| l as usize != old)
             && m["topics"]
@@ -398,7 +245,7 @@ fn a_frozen_metadata_leader_is_replaced_and_follows_when_it_resumes() {
     });
     // And its shards serve the topic (forwarding to wherever it lives).
     rt.block_on(async {
-        let client = connect(&nodes[old - 1], &ca.cert_path).await;
+        let client = cluster.client(old - 1, false).await;
         let t = client.describe_topic("while-frozen").await.unwrap();
         assert_eq!(t.partition_count, 3);
     });
@@ -406,43 +253,8 @@ fn a_frozen_metadata_leader_is_replaced_and_follows_when_it_resumes() {
 
 #[test]
 fn a_topic_deleted_and_recreated_keeps_only_its_new_data_across_restarts() {
-    let pki = tempfile::tempdir().unwrap();
-    let ca = create_cluster_ca(pki.path()).unwrap();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let slots: Vec<Slot> = (0..3)
-        .map(|i| Slot {
-            id: i as u32 + 1,
-            dir: dirs[i].path().to_path_buf(),
-            quic: free_udp(),
-            admin: free_tcp(),
-            gossip: free_udp(),
-            peer: free_udp(),
-            cert: issue_node_certificate(
-                &ca,
-                i as u64 + 1,
-                &["127.0.0.1", "localhost"],
-                pki.path(),
-            )
-            .unwrap(),
-        })
-        .collect();
-    let seed = slots[0].gossip;
-    let mut nodes: Vec<NodeProcess> = slots
-        .iter()
-        .enumerate()
-        .map(|(i, s)| start(s, &ca.cert_path, seed, i == 0))
-        .collect();
-    wait_for("three metadata voters", || {
-        nodes.iter().all(|n| {
-            metadata(n)["voters"]
-                .as_array()
-                .is_some_and(|v| v.len() == 3)
-        })
-    });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let mut cluster = TestCluster::start(3);
+    let rt = runtime();
     let produce = |client: &Client, base: usize| {
         let producer = Producer::new(
             client,
@@ -468,7 +280,7 @@ fn a_topic_deleted_and_recreated_keeps_only_its_new_data_across_restarts() {
         }
     };
     let acked = rt.block_on(async {
-        let client = connect(&nodes[1], &ca.cert_path).await;
+        let client = cluster.client(1, false).await;
         client.create_topic(TOPIC, 6, None, None).await.unwrap();
         produce(&client, 0).await;
         client.delete_topic(TOPIC).await.unwrap();
@@ -479,18 +291,20 @@ fn a_topic_deleted_and_recreated_keeps_only_its_new_data_across_restarts() {
     });
     // Every node restarts: the metadata log (delete, then create) is
     // replayed over catalogs that already reflect it.
-    for (i, n) in nodes.iter_mut().enumerate() {
-        assert_eq!(n.terminate(), Some(0));
-        *n = start(&slots[i], &ca.cert_path, seed, i == 0);
+    for i in 0..cluster.nodes.len() {
+        assert_eq!(cluster.nodes[i].terminate(), Some(0));
+        let node = cluster.launch(i);
+        cluster.nodes[i] = node;
     }
     wait_for("the metadata group again", || {
-        nodes
+        cluster
+            .nodes
             .iter()
             .all(|n| metadata(n)["leader"].as_u64().is_some())
     });
     rt.block_on(async {
-        for n in &nodes {
-            let client = connect(n, &ca.cert_path).await;
+        for i in 0..cluster.nodes.len() {
+            let client = cluster.client(i, false).await;
             let deadline = Instant::now() + Duration::from_secs(30);
             while let Err(e) = Consumer::new(&client)
                 .fetch(TOPIC, 0, 0, 1, Duration::ZERO)

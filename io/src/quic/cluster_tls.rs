@@ -16,7 +16,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::ServerCertVerifier;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
@@ -25,6 +24,7 @@ use rustls::RootCertStore;
 use super::endpoint::ALPN_SPRAWL_V1;
 use super::error::TlsError;
 use super::tls::CertPaths;
+use super::tls::{load_certificates, ring_provider};
 
 /// ALPN protocol id of the node-to-node protocol, version 1.
 pub const ALPN_SPRAWL_PEER_V1: &[u8] = b"sprawl-peer/1";
@@ -382,27 +382,6 @@ fn read_to_string(path: &Path) -> Result<String, TlsError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let read_error = |source| TlsError::ReadPem {
-        path: path.to_path_buf(),
-        source,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(read_error)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(read_error)?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(certs)
-}
-
-fn ring_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 #[cfg(test)]

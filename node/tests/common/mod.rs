@@ -1,6 +1,8 @@
 //! A real `sprawl` process on free 127.0.0.1 ports, for integration tests.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
