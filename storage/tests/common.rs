@@ -1,9 +1,13 @@
 //! Helpers shared by the storage integration tests.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::future::Future;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use sprawl_io::dma_pool::DmaBufPool;
@@ -52,6 +56,10 @@ pub async fn read_all(log: &PartitionLog, from: u64) -> Vec<(u64, Vec<u8>)> {
         }
         for b in &fetched.batches {
             let view = BatchView::parse_exact(b).expect("valid batch");
+            assert!(
+                !view.header().is_control(),
+                "consumers never see control batches"
+            );
             for r in view.records() {
                 let r = r.expect("valid record");
                 if r.offset < next {
@@ -83,4 +91,83 @@ pub fn tear_last_batch(segment: &Path) {
         *b ^= 0x55;
     }
     std::fs::write(segment, &bytes).unwrap();
+}
+
+/// The crash tests' seed: `CRASH_SEED` when set (to replay a failure), else
+/// the clock. Printed.
+pub fn crash_seed() -> u64 {
+    let seed = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("crash test seed: CRASH_SEED={seed}");
+    seed
+}
+
+/// xorshift64: the crash tests' reproducible randomness.
+pub fn next_rand(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// When [`kill_crash_writer`] starts counting down to its `kill -9`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillClock {
+    /// From the spawn (the child may die before it even opened the log).
+    FromSpawn,
+    /// From the child's first output line (it opened the log).
+    FromFirstLine,
+}
+
+/// Runs `log-crash-writer ARGS`, `kill -9`s it `kill_after` past `clock`,
+/// and returns every line it printed. The writer never exits by itself:
+/// if it did (an error), this panics.
+pub fn kill_crash_writer<S: AsRef<OsStr>>(
+    args: &[S],
+    clock: KillClock,
+    kill_after: Duration,
+) -> Vec<String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_log-crash-writer"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    if clock == KillClock::FromFirstLine {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => lines.push(line),
+            Err(e) => panic!(
+                "log-crash-writer printed nothing ({e}): {:?}",
+                child.try_wait()
+            ),
+        }
+    }
+    std::thread::sleep(kill_after);
+    if let Some(status) = child.try_wait().unwrap() {
+        panic!("log-crash-writer exited by itself: {status}");
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    lines
 }

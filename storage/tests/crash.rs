@@ -7,72 +7,45 @@ mod common;
 #[path = "../src/bin/log-crash-writer/value.rs"]
 mod value;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{read_all, run};
+use common::{crash_seed, kill_crash_writer, next_rand, read_all, run, KillClock};
 use sprawl_storage::{LogConfig, PartitionLog};
 
 const KILLS: usize = 24;
 
-fn next_rand(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 #[test]
 fn every_acknowledged_record_survives_kill_9() {
-    let seed: u64 = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("crash test seed: CRASH_SEED={seed}");
+    let seed = crash_seed();
     let mut rng = seed;
     let dir = tempfile::tempdir().unwrap();
     let mut acked_end = 0u64;
     for round in 0..KILLS {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_log-crash-writer"))
-            .arg(dir.path())
-            .arg((1u64 << 20).to_string())
-            .arg((round as u64 * 1_000_000).to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
         let kill_after = Duration::from_millis(30 + next_rand(&mut rng) % 400);
-        let reader = std::thread::spawn(move || {
-            let mut max_next = 0u64;
-            let mut opened_at = None;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let mut parts = line.split_whitespace();
-                match parts.next() {
-                    Some("OPEN") => opened_at = Some(parts.next().unwrap().parse::<u64>().unwrap()),
-                    Some("ACK") => {
-                        let _base: u64 = parts.next().unwrap().parse().unwrap();
-                        let next: u64 = parts.next().unwrap().parse().unwrap();
-                        max_next = max_next.max(next);
-                    }
-                    _ => {}
-                }
-            }
-            (opened_at, max_next)
-        });
         let started = Instant::now();
-        std::thread::sleep(kill_after);
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let (opened_at, max_next) = reader.join().unwrap();
+        let lines = kill_crash_writer(
+            &[
+                dir.path().as_os_str(),
+                (1u64 << 20).to_string().as_ref(),
+                (round as u64 * 1_000_000).to_string().as_ref(),
+            ],
+            KillClock::FromSpawn,
+            kill_after,
+        );
+        let mut max_next = 0u64;
+        let mut opened_at = None;
+        for line in &lines {
+            let mut parts = line.split_whitespace();
+            match parts.next() {
+                Some("OPEN") => opened_at = Some(parts.next().unwrap().parse::<u64>().unwrap()),
+                Some("ACK") => {
+                    let _base: u64 = parts.next().unwrap().parse().unwrap();
+                    let next: u64 = parts.next().unwrap().parse().unwrap();
+                    max_next = max_next.max(next);
+                }
+                _ => {}
+            }
+        }
         if let Some(opened) = opened_at {
             assert!(
                 opened >= acked_end,
