@@ -7,6 +7,9 @@
 #                not lead it (forwarded over QUIC), alternating rounds so
 #                machine noise hits both alike. Target: forwarding adds
 #                < 200 µs at p50.
+#   throughput   the same closed-loop load against one node and against
+#                the 3-node cluster (replication factor 1, client straight
+#                to leaders).
 #   meta-failover  kill -9 of the metadata Raft leader → first topic change
 #                committed through a survivor, over TRIALS trials (the
 #                killed node is restarted between trials).
@@ -14,7 +17,7 @@
 #   scripts/cluster-bench.sh [OUT_DIR]    default bench-results/<UTC date>-cluster
 #
 # Environment: ROUNDS (forwarding rounds per path, default 3), ROUND_SECONDS
-# (default 10), RATE (msgs/s, default 300: one partition with batch 1 and an fdatasync per ack stays well below saturation), TRIALS (default 10).
+# (default 10), SPREAD_SECONDS (default 15), RATE (msgs/s, default 300: one partition with batch 1 and an fdatasync per ack stays well below saturation), TRIALS (default 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-bench-results/$(date -u +%F)-cluster}"
@@ -105,6 +108,45 @@ lines += [
 ]
 open(f"{out}/forwarding.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines[-3:]))
+PY
+
+# ---- throughput: one node alone vs the 3-node cluster (replication factor 1)
+# Same closed-loop load (4 producers, batch 100, 1 KiB, acks=durable, 8
+# partitions) against a single node, then against the cluster with a client
+# that sends straight to each partition's leader. All on this machine's two
+# cores, so this measures what the cluster costs here, not what it scales to.
+spread_s="${SPREAD_SECONDS:-15}"
+single_dir="$(mktemp -d)"
+./target/release/sprawl --data-dir "$single_dir" --listen 127.0.0.1:7571 --admin 127.0.0.1:7581 \
+    --shards 2 --no-load-forecast > "$out/single-node.log" 2>&1 &
+single_pid=$!
+for _ in $(seq 1 100); do curl -sf http://127.0.0.1:7581/health > /dev/null && break; sleep 0.1; done
+./target/release/loadgen produce --node 127.0.0.1:7571 --ca "$single_dir/tls/cert.pem" \
+    --topic-prefix spread --topics 1 --partitions 8 --producers 4 --batch 100 --size 1024 \
+    --acks durable --warmup 2 --duration "$spread_s" --quiet --name single-node \
+    --report "$out/throughput/single-node" > /dev/null
+kill "$single_pid"; wait "$single_pid" 2>/dev/null || true
+rm -rf "$single_dir"
+./target/release/loadgen produce --node "$(ip 1):7470" --ca "$ca" \
+    --topic-prefix spread --topics 1 --partitions 8 --producers 4 --batch 100 --size 1024 \
+    --acks durable --warmup 2 --duration "$spread_s" --quiet --name cluster-rf1 \
+    --report "$out/throughput/cluster-rf1" > /dev/null
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+rows = []
+for name in ("single-node", "cluster-rf1"):
+    s = json.load(open(f"{out}/throughput/{name}/summary.json"))
+    l = s["latency"]["publish_ack"]
+    rows.append((name, s["results"]["msgs_per_s"], l["p50_ms"], l["p99_ms"]))
+text = "# Throughput: one node vs the 3-node cluster (RF=1)\n\n"
+text += "Closed loop, 4 producers, batch 100, 1 KiB, acks=durable, 8 partitions; the cluster's client sends to each partition's leader. One 2-core machine for everything.\n\n"
+text += "| run | msgs/s | p50 ms | p99 ms |\n|---|---|---|---|\n"
+for n, m, p50, p99 in rows:
+    text += f"| {n} | {m:.0f} | {p50:.2f} | {p99:.2f} |\n"
+text += f"\nCluster / single node: **{rows[1][1] / rows[0][1]:.2f}x** throughput.\n"
+open(f"{out}/throughput.md", "w").write(text)
+print(text)
 PY
 
 # ---- metadata failover

@@ -119,6 +119,7 @@ fn run() -> anyhow::Result<()> {
             disk_free_bytes_min: config.disk_free_bytes_min,
             tiered: tiered.clone(),
             load_sink: config.load_forecast.then_some(load_sink),
+            node_id: config.cluster.as_ref().map(|_| config.node_id),
         },
     };
     let service = {

@@ -88,6 +88,21 @@ fn any_node_serves_any_partition_and_the_metadata_group_survives_its_leader() {
             "placement spreads partitions: {leaders:?}"
         );
         assert_eq!(meta.nodes.len(), 3, "every live member is listed");
+        // Only leaders keep a log: no other node pre-allocates one (the
+        // leaders may still be applying the topic: wait for them).
+        wait_for("each partition's log on its leader alone", || {
+            cluster.slots.iter().enumerate().all(|(i, slot)| {
+                leaders.iter().enumerate().all(|(p, &leader)| {
+                    let dir = slot
+                        .dir
+                        .path()
+                        .join("topics")
+                        .join(TOPIC)
+                        .join(p.to_string());
+                    dir.exists() == (leader as usize == i + 1)
+                })
+            })
+        });
 
         // Every message goes through node (i % 3), to partition (i % 6):
         // two thirds of them are forwarded.

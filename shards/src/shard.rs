@@ -56,6 +56,10 @@ pub struct ShardConfig {
     /// Where per-second load samples go (the node's load thread); `None`
     /// samples nothing.
     pub load_sink: Option<crate::load::LoadSink>,
+    /// In a cluster, this node's id: partitions the catalog gives another
+    /// leader are not opened here (no log, no pre-allocated segment; the
+    /// node forwards their requests).
+    pub node_id: Option<u32>,
 }
 
 /// Tiered storage settings shared by every shard.
@@ -595,7 +599,13 @@ impl Shard {
         for (topic, cfg) in &catalog.topics {
             for partition in 0..cfg.partitions {
                 let key = (topic.clone(), partition);
+                let led_elsewhere = self.config.node_id.is_some_and(|me| {
+                    catalog
+                        .leader_of(topic, partition)
+                        .is_some_and(|leader| leader != me)
+                });
                 if catalog.owner(topic, partition, self.count) == self.id
+                    && !led_elsewhere
                     && !handing_over(&catalog, topic, partition, self.id)
                     && !self.partitions.borrow().contains_key(&key)
                     && !self.opening.borrow().contains(&key)

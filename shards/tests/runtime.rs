@@ -28,6 +28,7 @@ fn config(dir: &std::path::Path) -> RuntimeConfig {
             disk_free_bytes_min: 0,
             tiered: None,
             load_sink: None,
+            node_id: None,
         },
     }
 }
