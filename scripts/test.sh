@@ -12,6 +12,18 @@ if ! command -v weed >/dev/null 2>&1; then
   hash -r
 fi
 
+# The network-partition test cuts a node off with nftables rules inside a
+# private network namespace (`unshare -rn`): it needs nft and ip.
+if ! command -v nft >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
+  echo "==> installing nftables and iproute2 for the network-partition test"
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2) ||
+      echo "    (could not install them: the partition test will say so)"
+  else
+    echo "    (not root: run 'sudo apt-get install nftables iproute2' first)"
+  fi
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
