@@ -50,7 +50,6 @@ pub fn link_limits(server: &sprawl_io::quic::QuicLimits) -> sprawl_io::quic::Qui
 pub struct Forwarder {
     endpoint: Rc<LocalEndpoint>,
     links: RefCell<HashMap<u64, Rc<LocalConnection>>>,
-    pub forwarded: std::cell::Cell<u64>,
     /// The node-wide count `/metrics` shows.
     counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
@@ -64,7 +63,6 @@ impl Forwarder {
             counter,
             endpoint,
             links: RefCell::new(HashMap::new()),
-            forwarded: std::cell::Cell::new(0),
         }
     }
 
@@ -115,6 +113,13 @@ impl Forwarder {
         Ok(conn)
     }
 
+    /// One more request forwarded (the node-wide count `/metrics` shows).
+    fn count(&self) {
+        if let Some(counter) = &self.counter {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Drops the cached connection to `node` (it died).
     pub fn forget(&self, node: u64) {
         self.links.borrow_mut().remove(&node);
@@ -133,10 +138,7 @@ impl Forwarder {
         timeout: Duration,
     ) -> Result<Bytes, Failure> {
         let conn = self.link(node, addr).await?;
-        self.forwarded.set(self.forwarded.get() + 1);
-        if let Some(counter) = &self.counter {
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.count();
         let answer = futures_lite::future::or(
             async { Some(exchange(&conn, frame, expect_response).await) },
             async {
@@ -366,7 +368,7 @@ impl Forwarder {
     > {
         let failed = |e: String| Failure::new(ErrorCode::LeaderNotAvailable, e);
         let conn = self.link(node, addr).await?;
-        self.forwarded.set(self.forwarded.get() + 1);
+        self.count();
         let opened = futures_lite::future::or(async { Some(conn.open_bi().await) }, async {
             glommio::timer::sleep(CONNECT_TIMEOUT).await;
             None

@@ -599,14 +599,7 @@ impl Shard {
         for (topic, cfg) in &catalog.topics {
             for partition in 0..cfg.partitions {
                 let key = (topic.clone(), partition);
-                let led_elsewhere = self.config.node_id.is_some_and(|me| {
-                    catalog
-                        .leader_of(topic, partition)
-                        .is_some_and(|leader| leader != me)
-                });
-                if catalog.owner(topic, partition, self.count) == self.id
-                    && !led_elsewhere
-                    && !handing_over(&catalog, topic, partition, self.id)
+                if self.should_open(&catalog, topic, partition)
                     && !self.partitions.borrow().contains_key(&key)
                     && !self.opening.borrow().contains(&key)
                 {
@@ -687,6 +680,20 @@ impl Shard {
         self.disk_free_bytes.get() < self.config.disk_free_bytes_min
     }
 
+    /// Whether `catalog` gives this shard `partition` of `topic` to keep
+    /// open: it owns it, no move is handing it over, and (in a cluster) no
+    /// other node leads it — a partition led elsewhere has no log here.
+    fn should_open(&self, catalog: &TopicCatalog, topic: &str, partition: u32) -> bool {
+        let led_elsewhere = self.config.node_id.is_some_and(|me| {
+            catalog
+                .leader_of(topic, partition)
+                .is_some_and(|leader| leader != me)
+        });
+        catalog.owner(topic, partition, self.count) == self.id
+            && !led_elsewhere
+            && !handing_over(catalog, topic, partition, self.id)
+    }
+
     /// Opens partitions the catalog gives this shard that are not open (an
     /// open that failed, e.g. S3 unreachable while a tiered topic was
     /// created): retried here rather than left failed until a restart.
@@ -697,8 +704,7 @@ impl Shard {
             catalog.topics.iter().any(|(topic, cfg)| {
                 (0..cfg.partitions).any(|p| {
                     let key = (topic.clone(), p);
-                    self.owner_of(topic, p) == self.id
-                        && !handing_over(&catalog, topic, p, self.id)
+                    self.should_open(&catalog, topic, p)
                         && !open.contains_key(&key)
                         && !self.opening.borrow().contains(&key)
                 })

@@ -507,6 +507,11 @@ impl<S: MetaStorage> MetaNode<S> {
     /// hardened against hostile input (RUSTSEC-2024-0437), and raft-rs
     /// trusts its peers' messages.
     pub fn step(&mut self, bytes: &[u8]) -> Result<(), MetaError> {
+        let message = self.parse(bytes)?;
+        self.step_message(message)
+    }
+
+    fn parse(&self, bytes: &[u8]) -> Result<Message, MetaError> {
         self.ensure_healthy()?;
         if bytes.len() > self.config.peer_message_bytes_max {
             return Err(MetaError::InvalidMessage(format!(
@@ -515,25 +520,14 @@ impl<S: MetaStorage> MetaNode<S> {
                 self.config.peer_message_bytes_max
             )));
         }
-        let message = Message::parse_from_bytes(bytes)
-            .map_err(|e| MetaError::InvalidMessage(e.to_string()))?;
-        self.step_message(message)
+        Message::parse_from_bytes(bytes).map_err(|e| MetaError::InvalidMessage(e.to_string()))
     }
 
     /// [`MetaNode::step`] for bytes from the peer authenticated as node
     /// `from`: a message claiming another sender is refused (a member must
     /// not vote or append in another's name).
     pub fn step_from(&mut self, from: u64, bytes: &[u8]) -> Result<(), MetaError> {
-        self.ensure_healthy()?;
-        if bytes.len() > self.config.peer_message_bytes_max {
-            return Err(MetaError::InvalidMessage(format!(
-                "{} bytes exceed the bound of {}",
-                bytes.len(),
-                self.config.peer_message_bytes_max
-            )));
-        }
-        let message = Message::parse_from_bytes(bytes)
-            .map_err(|e| MetaError::InvalidMessage(e.to_string()))?;
+        let message = self.parse(bytes)?;
         if message.from != from {
             return Err(MetaError::InvalidMessage(format!(
                 "message from node {} on node {from}'s authenticated connection",

@@ -12,12 +12,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use super::apply::Job;
 use sprawl_cluster::meta::{
     AppliedCommand, FileMetaStorage, MetaCommand, MetaConfig, MetaError, MetaNode, MetaReady,
     ProposalId, ProposalOutcome, Rejection, StateRole, TopicConfig, TopicMeta,
 };
 use sprawl_cluster::placement::{PlacementNode, ReplicaPlacement};
-use sprawl_shards::ShardRequest;
 use tokio::sync::{mpsc, oneshot};
 
 use super::peer::{Inbound, PeerEndpoint};
@@ -119,8 +119,6 @@ pub struct MetaDriver {
     pub node: MetaNode<FileMetaStorage>,
     pub peers: Arc<PeerEndpoint>,
     pub gossip: SharedView,
-    /// The shards' catalog as last committed (read-only here).
-    pub catalog: Arc<std::sync::Mutex<sprawl_shards::TopicCatalog>>,
     pub routes: SharedRoutes,
     /// Requests the shards forwarded (they count without a lock).
     pub forwarded: Arc<std::sync::atomic::AtomicU64>,
@@ -133,10 +131,8 @@ pub struct MetaDriver {
     /// Forwarded changes come back here.
     pub forwarded_tx: mpsc::UnboundedSender<(PeerResponse, oneshot::Sender<PeerResponse>)>,
     pub default_replication_factor: u16,
-    /// Catalog changes for the applier thread, and how far they got.
-    pub applier: std::sync::mpsc::Sender<(ShardRequest, u64)>,
-    pub queued_upto: u64,
-    pub done_upto: u64,
+    /// Catalog changes on their way to the shards (`apply`).
+    pub applier: super::apply::Applier,
     pub last_membership_check: Instant,
 }
 
@@ -180,73 +176,38 @@ impl MetaDriver {
             .collect();
         let index = self.node.state().applied_index();
         for (name, meta) in &topics {
-            self.apply_topic(name, meta, index);
+            self.submit_topic(name, Some(meta), index);
         }
-        if !delete_missing {
-            self.publish_routes();
-            return;
-        }
-        let committed: BTreeSet<&str> = topics.iter().map(|(n, _)| n.as_str()).collect();
-        // Only topics that came from the metadata group: a topic this node
-        // had before it joined a cluster is the operator's to keep or drop.
-        let local: Vec<String> = self
-            .catalog
-            .lock()
-            .unwrap()
-            .leaders
-            .keys()
-            .cloned()
-            .collect();
-        for name in local {
-            if !committed.contains(name.as_str()) {
-                self.delete_local(&name, index);
-            }
+        if delete_missing {
+            let keep = topics.into_iter().map(|(name, _)| name).collect();
+            self.applier.submit(Job::DeleteAllBut(keep), index);
         }
         self.publish_routes();
     }
 
-    /// Hands a local catalog change to the applier thread (it blocks on
-    /// the shards; this thread must keep ticking Raft meanwhile).
-    fn submit(&mut self, request: ShardRequest, index: u64) {
-        self.queued_upto = self.queued_upto.max(index);
-        if self.applier.send((request, index)).is_err() {
-            tracing::error!(index, "the metadata applier thread has stopped");
-        }
+    /// Hands a topic change to the applier thread (it blocks on the
+    /// shards; this thread must keep ticking Raft meanwhile).
+    fn submit_topic(&mut self, name: &str, meta: Option<&TopicMeta>, index: u64) {
+        let topic = meta.map(|meta| {
+            let config = sprawl_shards::TopicConfig {
+                partitions: meta.config.partitions,
+                retention_bytes: meta.config.retention_bytes,
+                retention_ms: meta.config.retention_ms,
+                created_ms: meta.config.created_ms,
+            };
+            let leaders = meta.partitions.iter().map(|a| a.leader as u32).collect();
+            (config, leaders)
+        });
+        let job = Job::Topic {
+            name: name.to_string(),
+            topic,
+        };
+        self.applier.submit(job, index);
     }
 
-    /// The metadata index this node's shards reflect: the state machine's,
-    /// unless catalog changes are still on their way to the shards.
+    /// The metadata index this node's shards reflect.
     fn locally_applied(&self) -> u64 {
-        if self.done_upto >= self.queued_upto {
-            self.node.applied_index()
-        } else {
-            self.done_upto
-        }
-    }
-
-    fn apply_topic(&mut self, name: &str, meta: &TopicMeta, index: u64) {
-        let config = sprawl_shards::TopicConfig {
-            partitions: meta.config.partitions,
-            retention_bytes: meta.config.retention_bytes,
-            retention_ms: meta.config.retention_ms,
-            created_ms: meta.config.created_ms,
-        };
-        let leaders = meta.partitions.iter().map(|a| a.leader as u32).collect();
-        let request = ShardRequest::ApplyClusterTopic {
-            name: name.to_string(),
-            topic: Some((config, leaders)),
-            index,
-        };
-        self.submit(request, index);
-    }
-
-    fn delete_local(&mut self, name: &str, index: u64) {
-        let request = ShardRequest::ApplyClusterTopic {
-            name: name.to_string(),
-            topic: None,
-            index,
-        };
-        self.submit(request, index);
+        self.applier.locally_applied(self.node.applied_index())
     }
 
     pub fn publish_routes(&self) {
@@ -319,7 +280,10 @@ impl MetaDriver {
                 }
             }
             Inbound::Request { request, reply } => self.on_request(request, reply),
-            Inbound::Applied { index } => self.done_upto = self.done_upto.max(index),
+            Inbound::Applied { index } => {
+                tracing::trace!(index, "metadata change applied to the shards");
+                self.applier.finished();
+            }
         }
     }
 
@@ -550,10 +514,10 @@ impl MetaDriver {
             MetaCommand::CreateTopic { name, .. }
             | MetaCommand::SetAssignment { topic: name, .. } => {
                 if let Some(meta) = self.node.state().topic(name).cloned() {
-                    self.apply_topic(name, &meta, applied.index);
+                    self.submit_topic(name, Some(&meta), applied.index);
                 }
             }
-            MetaCommand::DeleteTopic { name } => self.delete_local(name, applied.index),
+            MetaCommand::DeleteTopic { name } => self.submit_topic(name, None, applied.index),
             MetaCommand::CommitGroupOffset { .. } | MetaCommand::ChangeMembership(_) => {}
         }
     }

@@ -5,6 +5,7 @@
 //! the shards through the runtime's `ControlHandle`. Control plane only:
 //! no shard's reactor ever waits on it except for a topic change.
 
+pub mod apply;
 pub mod meta;
 pub mod peer;
 pub mod protocol;
@@ -131,6 +132,25 @@ pub fn start(
             settings.ca_cert.display()
         )
     })?;
+    // Peers check that this node's messages come from the node its
+    // certificate names: a mismatch would leave it outside the cluster.
+    let certified = {
+        use quinn::rustls::pki_types::{pem::PemObject, CertificateDer};
+        CertificateDer::pem_file_iter(&settings.node_cert.cert_path)
+            .ok()
+            .and_then(|mut certs| certs.next())
+            .and_then(Result::ok)
+            .and_then(|leaf| sprawl_io::quic::certificate_node_id(&leaf))
+    };
+    anyhow::ensure!(
+        certified == Some(handle.node_id),
+        "{} is a certificate for node {:?}, not for node {} (--node-id): issue one with \
+         `sprawlctl cert node --node-id {}`",
+        settings.node_cert.cert_path.display(),
+        certified,
+        handle.node_id,
+        handle.node_id
+    );
     let node = MetaDriver::open(handle.node_id, &data_dir.join("meta"), settings.bootstrap)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -142,31 +162,11 @@ pub fn start(
     };
     tracing::info!(peer = %settings.peer_listen, bootstrap = settings.bootstrap, "cluster plane: peer endpoint (mutual TLS) and metadata Raft");
     let (forwarded_tx, forwarded_rx) = mpsc::unbounded_channel();
-    // Catalog changes reach the shards from their own thread, in order:
-    // `ControlHandle::call` blocks until every shard adopted the change
-    // (with tiered storage a delete may wait on S3), and the Raft thread
-    // must not miss ticks and heartbeats meanwhile.
-    let (applier, jobs) = std::sync::mpsc::channel::<(sprawl_shards::ShardRequest, u64)>();
-    {
-        let (control, done) = (control.clone(), handle.tx.clone());
-        std::thread::Builder::new()
-            .name("cluster-apply".into())
-            .spawn(move || {
-                for (request, index) in jobs {
-                    if let Err(e) = control.call(request) {
-                        tracing::error!(index, error = %e, "cannot apply a committed metadata change locally");
-                    }
-                    if done.send(Inbound::Applied { index }).is_err() {
-                        break;
-                    }
-                }
-            })?;
-    }
+    let applier = apply::Applier::start(control, catalog.clone(), handle.tx.clone())?;
     let mut driver = MetaDriver {
         node,
         peers,
         gossip,
-        catalog,
         routes: handle.routes.clone(),
         forwarded: handle.forwarded.clone(),
         inbound_tx: handle.tx.clone(),
@@ -175,8 +175,6 @@ pub fn start(
         forwarded_tx,
         default_replication_factor: settings.default_replication_factor,
         applier,
-        queued_upto: 0,
-        done_upto: 0,
         last_membership_check: Instant::now(),
     };
     let thread = std::thread::Builder::new()
