@@ -226,8 +226,6 @@ pub struct NodeConfig {
     pub gossip: Option<crate::gossip::GossipSettings>,
     /// Node-to-node QUIC and metadata Raft (with --gossip and --cluster-ca).
     pub cluster: Option<crate::cluster::ClusterSettings>,
-    /// Advertised in gossip even without the cluster plane.
-    pub peer_listen: SocketAddr,
 }
 
 impl NodeConfig {
@@ -346,7 +344,6 @@ impl NodeConfig {
             node_id_given,
             gossip,
             cluster,
-            peer_listen,
             rebalance_auto,
             rebalance_interval_s: flags.rebalance_interval_s.unwrap_or(30).max(1),
             forecast_train_every_s: flags.forecast_train_every_s.unwrap_or(30).max(1),

@@ -19,6 +19,7 @@ mod load;
 mod prometheus;
 mod server;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -160,7 +161,12 @@ fn run() -> anyhow::Result<()> {
                 u64::from(config.node_id),
                 config.listen,
                 config.admin,
-                config.peer_listen,
+                // Port 0 says "no cluster plane here": the metadata leader
+                // admits only members that advertise a peer endpoint.
+                config
+                    .cluster
+                    .as_ref()
+                    .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer_listen),
                 config.shards as u16,
                 runtime.snapshots.clone(),
                 gossip_stop.clone(),

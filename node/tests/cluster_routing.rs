@@ -332,3 +332,68 @@ fn a_topic_deleted_and_recreated_keeps_only_its_new_data_across_restarts() {
         }
     });
 }
+
+#[test]
+fn a_node_gossiping_without_the_cluster_plane_is_never_given_partitions() {
+    use common::cluster::{free_tcp, free_udp, KEY};
+    let cluster = TestCluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let gossip = format!("127.0.0.1:{}", free_udp());
+    let join = format!("127.0.0.1:{}", cluster.slots[0].gossip);
+    // Membership only: no --cluster-ca, so no peer endpoint to advertise.
+    let _outsider = common::NodeProcess::start_on(
+        dir.path(),
+        1,
+        free_udp(),
+        free_tcp(),
+        &[
+            "--node-id",
+            "4",
+            "--gossip",
+            &gossip,
+            "--join",
+            &join,
+            "--cluster-key",
+            KEY,
+            "--no-load-forecast",
+        ],
+    );
+    wait_for("the others' gossip sees node 4", || {
+        let (_, body) = cluster.nodes[0].admin_get("/cluster");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["node_id"] == 4 && m["state"] == "alive")
+    });
+    // Several membership rounds (every 200 ms) go by.
+    std::thread::sleep(Duration::from_secs(2));
+    let m = metadata(&cluster.nodes[0]);
+    let members: Vec<u64> = ["voters", "learners"]
+        .iter()
+        .flat_map(|k| {
+            m[*k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+        })
+        .collect();
+    assert!(!members.contains(&4), "node 4 admitted: {m}");
+    let rt = runtime();
+    rt.block_on(async {
+        let client = cluster.client(0, false).await;
+        client.create_topic("spread", 24, None, None).await.unwrap();
+        let meta = client.metadata(&["spread"]).await.unwrap();
+        let leaders: Vec<u32> = meta.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.leader_node_id.unwrap())
+            .collect();
+        assert!(
+            !leaders.contains(&4),
+            "a partition placed on node 4: {leaders:?}"
+        );
+    });
+}

@@ -403,7 +403,10 @@ impl MetaDriver {
         }
     }
 
-    /// On the leader, once a second: grow the group from the gossip view.
+    /// On the leader, every `MEMBERSHIP_EVERY`: grow the group from the
+    /// gossip view, admitting only members that run the cluster plane (a
+    /// node gossiping without `--cluster-ca` advertises no peer address and
+    /// would never apply what the group commits).
     pub fn maybe_change_membership(&mut self) {
         if self.last_membership_check.elapsed() < MEMBERSHIP_EVERY || !self.node.is_leader() {
             return;
@@ -415,7 +418,7 @@ impl MetaDriver {
                 .local
                 .iter()
                 .chain(gossip.members.values())
-                .filter(|m| m.state == "alive")
+                .filter(|m| m.state == "alive" && runs_cluster_plane(&m.peer))
                 .map(|m| m.node_id)
                 .collect()
         };
@@ -521,6 +524,11 @@ impl MetaDriver {
             MetaCommand::CommitGroupOffset { .. } | MetaCommand::ChangeMembership(_) => {}
         }
     }
+}
+
+/// Whether a member advertises a peer endpoint (port 0: no cluster plane).
+fn runs_cluster_plane(peer: &str) -> bool {
+    peer.parse::<SocketAddr>().is_ok_and(|a| a.port() != 0)
 }
 
 fn unavailable(message: &str) -> PeerResponse {

@@ -12,9 +12,9 @@ use sprawl_io::quic::{create_cluster_ca, issue_node_certificate, CertPaths};
 
 use super::NodeProcess;
 
-const KEY: &str = "5e1c9a0be57d2c4e8a6b1f0d9e7c5a3b2f4e6d8c0a1b3c5d7e9f1a2b4c6d8e0f";
+pub const KEY: &str = "5e1c9a0be57d2c4e8a6b1f0d9e7c5a3b2f4e6d8c0a1b3c5d7e9f1a2b4c6d8e0f";
 
-fn free_udp() -> u16 {
+pub fn free_udp() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -22,7 +22,7 @@ fn free_udp() -> u16 {
         .port()
 }
 
-fn free_tcp() -> u16 {
+pub fn free_tcp() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
