@@ -7,3 +7,4 @@ pub mod membership;
 pub mod meta;
 pub mod placement;
 pub mod replica;
+mod rng;

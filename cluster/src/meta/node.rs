@@ -24,6 +24,7 @@
 //! timeout, so it stops accepting proposals; and it could never have
 //! committed without that majority anyway).
 
+use crate::rng::SplitMix64;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use protobuf::Message as _;
@@ -1011,21 +1012,6 @@ fn parse_conf_change(entry: &Entry) -> Result<ConfChangeV2, MetaError> {
 
 fn nonzero(id: u64) -> Option<u64> {
     (id != 0).then_some(id)
-}
-
-/// SplitMix64: a tiny, well-mixed PRNG for election jitter. Not for
-/// anything secret.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //!
 //! Replica ids are node ids: a node holds at most one replica of a group.
 
+use crate::rng::SplitMix64;
 use std::collections::{BTreeMap, VecDeque};
 
 use protobuf::Message as _;
@@ -1157,19 +1158,4 @@ fn parse_conf_change(entry: &Entry) -> Result<ConfChangeV2, ReplicaError> {
 
 fn nonzero(id: u64) -> Option<u64> {
     (id != 0).then_some(id)
-}
-
-/// SplitMix64: a tiny, well-mixed PRNG for election jitter. Not for
-/// anything secret.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix64(pub(crate) u64);
-
-impl SplitMix64 {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
