@@ -7,37 +7,14 @@
 //! seed N alone (a failure prints its seed and this command). Numbers are
 //! printed: run with `--nocapture` to see them.
 
-use std::sync::Mutex;
+mod common;
 
 use sprawl_cluster::meta::sim::{run_seed, seeds_from_env, SimStats};
 
 const CI_SEEDS: u64 = 200;
 
-/// Seeds on two threads (the CI machine has two cores); the merged stats,
-/// or every failure.
 fn run_seeds(seeds: &[u64]) -> Result<SimStats, Vec<String>> {
-    let next = Mutex::new(seeds.iter());
-    let total = Mutex::new(SimStats::default());
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| loop {
-                let Some(&seed) = next.lock().unwrap().next() else {
-                    return;
-                };
-                match run_seed(seed) {
-                    Ok(stats) => total.lock().unwrap().merge(&stats),
-                    Err(msg) => failures.lock().unwrap().push(msg),
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
-    if failures.is_empty() {
-        Ok(total.into_inner().unwrap())
-    } else {
-        Err(failures)
-    }
+    common::run_seeds(seeds, run_seed, SimStats::merge)
 }
 
 #[test]

@@ -7,8 +7,9 @@
 //! seeds; `SPRAWL_SIM_SEED=N` replays seed N alone (a failure prints its
 //! seed and this command). Run with `--nocapture` to see the numbers.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 
 use sprawl_cluster::replica::sim::{run_seed, SimStats};
 use sprawl_cluster::replica::{
@@ -22,31 +23,8 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
-/// Seeds on two threads (the CI machine has two cores): the merged stats,
-/// or every failure.
 fn run_seeds(seeds: &[u64]) -> Result<SimStats, Vec<String>> {
-    let next = Mutex::new(seeds.iter());
-    let total = Mutex::new(SimStats::default());
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| loop {
-                let Some(&seed) = next.lock().unwrap().next() else {
-                    return;
-                };
-                match run_seed(seed) {
-                    Ok(stats) => total.lock().unwrap().merge(&stats),
-                    Err(msg) => failures.lock().unwrap().push(msg),
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
-    if failures.is_empty() {
-        Ok(total.into_inner().unwrap())
-    } else {
-        Err(failures)
-    }
+    common::run_seeds(seeds, run_seed, SimStats::merge)
 }
 
 fn run_and_report(seeds: Vec<u64>) -> SimStats {
