@@ -8,3 +8,7 @@ pub mod meta;
 pub mod placement;
 pub mod replica;
 mod rng;
+
+/// raft-rs, re-exported so crates driving [`replica`] name the same
+/// `eraftpb` types.
+pub use raft;

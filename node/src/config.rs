@@ -111,7 +111,8 @@ pub struct Flags {
     /// (exactly one node of a new cluster; the others join it).
     #[arg(long, env = "SPRAWL_BOOTSTRAP")]
     pub bootstrap: bool,
-    /// Replication factor of topics created without one. Default 1
+    /// Replication factor of topics created without one. Default: 3 on a
+    /// cluster of 3 or more live members, else 1.
     #[arg(long, env = "SPRAWL_REPLICATION_FACTOR")]
     pub replication_factor: Option<u16>,
     /// This node's rack (replicas avoid sharing one).
@@ -336,7 +337,7 @@ impl NodeConfig {
                         key_path,
                     },
                     bootstrap: flags.bootstrap,
-                    default_replication_factor: flags.replication_factor.unwrap_or(1),
+                    default_replication_factor: flags.replication_factor.unwrap_or(0),
                 })
             }
         };

@@ -17,7 +17,7 @@ pub fn code_of(e: &ShardError) -> ErrorCode {
         ShardError::DiskFull(_) => ErrorCode::Throttled,
         ShardError::ShuttingDown => ErrorCode::ShuttingDown,
         // Retryable, and the retry is routed to the new owner.
-        ShardError::PartitionMoving(_) => ErrorCode::LeaderNotAvailable,
+        ShardError::PartitionMoving(_) | ShardError::NotLeader(_) => ErrorCode::LeaderNotAvailable,
         ShardError::Internal(_) => ErrorCode::Internal,
     }
 }

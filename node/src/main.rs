@@ -121,6 +121,7 @@ fn run() -> anyhow::Result<()> {
             tiered: tiered.clone(),
             load_sink: config.load_forecast.then_some(load_sink),
             node_id: config.cluster.as_ref().map(|_| config.node_id),
+            replication: cluster_handle.as_ref().map(|(h, _)| h.replication_hooks()),
         },
     };
     let service = {
@@ -186,6 +187,7 @@ fn run() -> anyhow::Result<()> {
                 view.clone(),
                 runtime.control.clone(),
                 runtime.catalog.clone(),
+                runtime.replica_inbound.clone(),
                 cluster_stop.clone(),
             )
             .context("starting the cluster plane")?,

@@ -45,6 +45,11 @@ pub struct TopicCatalog {
     /// this node leads everything.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub leaders: BTreeMap<String, Vec<u32>>,
+    /// In a cluster: each partition's replica set (index = partition) for
+    /// topics replicated to more than one node; such a partition is one
+    /// Raft group, open on every node of its set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replicas: BTreeMap<String, Vec<Vec<u32>>>,
     /// In a cluster: the metadata log index this catalog reflects. Raft
     /// replays the log after its last snapshot at every start; entries
     /// below this index were applied already and must not be again (a
@@ -158,6 +163,7 @@ impl TopicCatalog {
         self.placement.remove(name);
         self.moving.remove(name);
         self.leaders.remove(name);
+        self.replicas.remove(name);
         self.version += 1;
         Ok(cfg)
     }
@@ -169,6 +175,16 @@ impl TopicCatalog {
             .get(topic)
             .and_then(|nodes| nodes.get(partition as usize))
             .copied()
+    }
+
+    /// The replica set of a replicated partition (more than one node);
+    /// `None` for a partition kept by one node.
+    pub fn replicas_of(&self, topic: &str, partition: u32) -> Option<&[u32]> {
+        self.replicas
+            .get(topic)
+            .and_then(|sets| sets.get(partition as usize))
+            .map(Vec::as_slice)
+            .filter(|set| set.len() > 1)
     }
 
     /// Whether the committed topic `config` is another topic than the one
@@ -189,14 +205,23 @@ impl TopicCatalog {
         name: &str,
         config: TopicConfig,
         leaders: Vec<u32>,
+        replicas: Vec<Vec<u32>>,
     ) -> Result<(), CatalogError> {
         if leaders.len() != config.partitions as usize {
             return Err(CatalogError::InvalidPartitions(leaders.len() as u32));
+        }
+        if !replicas.is_empty() && replicas.len() != config.partitions as usize {
+            return Err(CatalogError::InvalidPartitions(replicas.len() as u32));
         }
         if !self.topics.contains_key(name) {
             self.create(name, config)?;
         }
         self.leaders.insert(name.to_string(), leaders);
+        if replicas.iter().any(|set| set.len() > 1) {
+            self.replicas.insert(name.to_string(), replicas);
+        } else {
+            self.replicas.remove(name);
+        }
         self.version += 1;
         Ok(())
     }

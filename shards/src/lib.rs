@@ -21,6 +21,7 @@ pub mod load;
 pub mod metrics;
 pub mod notify;
 pub mod partition;
+pub mod replication;
 pub mod request;
 pub mod routing;
 pub mod runtime;
@@ -28,7 +29,9 @@ pub mod shard;
 
 pub use catalog::{TopicCatalog, TopicConfig};
 pub use metrics::{PartitionSnapshot, ShardSnapshot};
-pub use request::{PartitionOffsets, ShardError, ShardReply, ShardRequest, ShardResult};
+pub use request::{
+    ClusterTopic, PartitionOffsets, ShardError, ShardReply, ShardRequest, ShardResult,
+};
 pub use routing::owner_shard;
 pub use runtime::{ControlHandle, Runtime, RuntimeConfig, RuntimeError};
 pub use shard::{Shard, ShardConfig, TieredConfig};

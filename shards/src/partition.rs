@@ -35,6 +35,12 @@ pub struct Partition {
     /// Set when a move fences the partition: new requests wait for the new
     /// owner instead of starting here, and long polls return at once.
     fenced: Cell<bool>,
+    /// Replicated partitions: the offset readers may see up to (the Raft
+    /// commit index's end). `None` for a partition kept by one node.
+    readable_offset: Cell<Option<u64>>,
+    /// Replicated partitions: the leader the metadata names (the node
+    /// routes there), as this shard's catalog last said.
+    pub metadata_leader: Cell<Option<u64>>,
 }
 
 /// Monotonic per-partition traffic counters (owned by one shard).
@@ -146,6 +152,8 @@ impl Partition {
             writes_in_flight: Cell::new(0),
             writes_drained: LocalNotify::default(),
             fenced: Cell::new(false),
+            readable_offset: Cell::new(None),
+            metadata_leader: Cell::new(None),
         })
     }
 
@@ -210,9 +218,47 @@ impl Partition {
                 log_start: start,
             });
         }
+        if let Some(readable) = self.readable_offset.get() {
+            // Replicated: nothing past the commit index (a follower's or
+            // a new leader's uncommitted tail may still be replaced).
+            if offset >= readable {
+                return Ok(sprawl_storage::FetchedBatches {
+                    batches: Vec::new(),
+                    high_watermark: readable,
+                    log_start: self.log_start(),
+                });
+            }
+            let mut fetched = self.log.read(offset, bytes_max).await?;
+            fetched.batches.retain(|b| {
+                sprawl_storage::batch::peek_header(b).is_ok_and(|h| h.base_offset() < readable)
+            });
+            fetched.high_watermark = readable;
+            fetched.log_start = self.log_start();
+            return Ok(fetched);
+        }
         let mut fetched = self.log.read(offset, bytes_max).await?;
         fetched.log_start = self.log_start();
         Ok(fetched)
+    }
+
+    /// Replicated partitions: readers may now see up to `offset`.
+    pub fn set_readable_offset(&self, offset: u64) {
+        if self.readable_offset.get().is_none_or(|o| offset > o) {
+            self.readable_offset.set(Some(offset));
+            self.data_ready.notify_all();
+        }
+    }
+
+    /// Marks the partition replicated (readers see nothing until the
+    /// first commit is known).
+    pub fn mark_replicated(&self) {
+        if self.readable_offset.get().is_none() {
+            self.readable_offset.set(Some(0));
+        }
+    }
+
+    pub fn is_replicated(&self) -> bool {
+        self.readable_offset.get().is_some()
     }
 
     /// The first offset whose record is at or after `timestamp_ms`, any tier.
@@ -239,7 +285,7 @@ impl Partition {
         let cold = self.cold.as_ref();
         PartitionOffsets {
             log_start: self.log_start(),
-            high_watermark: o.high_watermark,
+            high_watermark: self.readable_offset.get().unwrap_or(o.high_watermark),
             log_end: o.log_end,
             size_bytes: self.log.size_bytes(),
             local_log_start: o.log_start,
@@ -262,6 +308,13 @@ impl Partition {
             .set(load.messages_in.get() + (ack.next_offset - ack.base_offset));
         load.bytes_in.set(load.bytes_in.get() + bytes);
         Ok((ack.base_offset, ack.next_offset))
+    }
+
+    /// Counts a batch appended through replication and wakes readers.
+    pub fn note_appended(&self, (base, next): (u64, u64), bytes: u64) {
+        let load = &self.load;
+        load.messages_in.set(load.messages_in.get() + (next - base));
+        load.bytes_in.set(load.bytes_in.get() + bytes);
     }
 
     /// Durably records a consumer group's offset.

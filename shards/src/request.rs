@@ -58,7 +58,7 @@ pub enum ShardRequest {
     /// log `index` (see `TopicCatalog::apply_cluster_topic`).
     ApplyClusterTopic {
         name: String,
-        topic: Option<(TopicConfig, Vec<u32>)>,
+        topic: Option<ClusterTopic>,
         index: u64,
     },
     /// From shard 0 to every shard: adopt this catalog (if newer), open the
@@ -77,6 +77,16 @@ pub enum ShardRequest {
         topic: String,
         partition: u32,
     },
+}
+
+/// A topic as the cluster's metadata group committed it.
+#[derive(Debug, Clone)]
+pub struct ClusterTopic {
+    pub config: TopicConfig,
+    /// Each partition's leader (index = partition).
+    pub leaders: Vec<u32>,
+    /// Each partition's replica set (index = partition).
+    pub replicas: Vec<Vec<u32>>,
 }
 
 impl ShardRequest {
@@ -180,6 +190,10 @@ pub enum ShardError {
     /// Retryable: the partition is changing shards; a retry reaches its new owner.
     #[error("partition is moving between shards, retry: {0}")]
     PartitionMoving(String),
+    /// Retryable: this replica does not lead the partition (an election is
+    /// running, or the leader moved); the metadata names the new leader.
+    #[error("not the partition leader, retry: {0}")]
+    NotLeader(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

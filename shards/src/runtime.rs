@@ -92,6 +92,9 @@ pub struct Runtime {
     pub catalog: Arc<Mutex<TopicCatalog>>,
     pub shard_count: usize,
     pub control: ControlHandle,
+    /// Per shard: where the cluster plane delivers replica envelopes from
+    /// peers, as `(from node, envelope)`.
+    pub replica_inbound: Vec<futures::channel::mpsc::UnboundedSender<(u64, Vec<u8>)>>,
 }
 
 impl Runtime {
@@ -137,8 +140,15 @@ impl Runtime {
         let (control_tx, control_rx) =
             futures::channel::mpsc::channel::<ControlMessage>(CONTROL_CHANNEL_CAPACITY);
         let mut control_rx = Some(control_rx);
+        let (replica_inbound, mut replica_rx): (Vec<_>, Vec<_>) = (0..n)
+            .map(|_| {
+                let (tx, rx) = futures::channel::mpsc::unbounded::<(u64, Vec<u8>)>();
+                (tx, Some(rx))
+            })
+            .unzip();
         let mut handles = Vec::with_capacity(n);
         for (id, snapshot) in snapshots.iter().enumerate() {
+            let replica_rx = replica_rx[id].take().expect("one receiver per shard");
             let placement = if config.pin_cpus {
                 Placement::Fixed(id % cores)
             } else {
@@ -191,6 +201,9 @@ impl Runtime {
                         shard.signal_failed(format!("shard {id}: recovering partitions: {e}"));
                         return;
                     }
+                    if let Some(r) = &shard.replication {
+                        r.spawn(replica_rx);
+                    }
                     spawn_housekeeping(shard.clone());
                     if let Some(mut control_rx) = control_rx {
                         let shard = shard.clone();
@@ -226,6 +239,7 @@ impl Runtime {
             catalog: catalog_published,
             shard_count: n,
             control: ControlHandle { tx: control_tx },
+            replica_inbound,
         })
     }
 

@@ -25,7 +25,7 @@ use crate::metrics::{PartitionSnapshot, ShardMetrics, ShardSnapshot};
 use crate::notify::LocalNotify;
 use crate::partition::{partition_dir, Partition};
 use crate::request::{
-    MeshMessage, PartitionOffsets, ShardError, ShardReply, ShardRequest, ShardResult,
+    ClusterTopic, MeshMessage, PartitionOffsets, ShardError, ShardReply, ShardRequest, ShardResult,
 };
 
 mod moves;
@@ -60,6 +60,9 @@ pub struct ShardConfig {
     /// leader are not opened here (no log, no pre-allocated segment; the
     /// node forwards their requests).
     pub node_id: Option<u32>,
+    /// In a cluster with the peer plane: how partition replicas reach
+    /// their peers. `None`: every partition is kept by one node.
+    pub replication: Option<crate::replication::ReplicationHooks>,
 }
 
 /// Tiered storage settings shared by every shard.
@@ -115,6 +118,8 @@ pub struct Shard {
     /// moves) would otherwise both start from version N and the second
     /// commit would silently drop the first.
     catalog_writer: futures::lock::Mutex<()>,
+    /// The Raft groups of this shard's replicated partitions.
+    pub replication: Option<Rc<crate::replication::Replication>>,
 }
 
 impl Shard {
@@ -130,6 +135,14 @@ impl Shard {
         shutdown: Arc<AtomicBool>,
         ready: mpsc::Sender<Result<usize, String>>,
     ) -> Rc<Self> {
+        let replication = match (&config.replication, config.node_id) {
+            (Some(hooks), Some(node)) => Some(crate::replication::Replication::new(
+                u64::from(node),
+                id,
+                hooks.clone(),
+            )),
+            _ => None,
+        };
         Rc::new(Self {
             id,
             count,
@@ -154,6 +167,7 @@ impl Shard {
             placement_changed: LocalNotify::default(),
             recovered: Cell::new(false),
             catalog_writer: futures::lock::Mutex::new(()),
+            replication,
         })
     }
 
@@ -334,8 +348,14 @@ impl Shard {
                 }
                 let started = Instant::now();
                 let bytes = batch.len() as u64;
-                let (base_offset, next_offset) =
-                    p.append(BytesMut::from(&batch[..]), durable).await?;
+                let (base_offset, next_offset) = match &self.replication {
+                    Some(r) if p.is_replicated() => {
+                        let acked = r.produce(&topic, partition, batch, durable).await?;
+                        p.note_appended(acked, bytes);
+                        acked
+                    }
+                    _ => p.append(BytesMut::from(&batch[..]), durable).await?,
+                };
                 let mut m = self.metrics.borrow_mut();
                 m.produce_requests += 1;
                 m.messages_in += next_offset - base_offset;
@@ -467,7 +487,7 @@ impl Shard {
     async fn apply_cluster_topic(
         self: &Rc<Self>,
         name: String,
-        topic: Option<(TopicConfig, Vec<u32>)>,
+        topic: Option<ClusterTopic>,
         index: u64,
     ) -> ShardResult {
         if self.id != CATALOG_SHARD {
@@ -483,7 +503,7 @@ impl Shard {
             return Ok(ShardReply::Done);
         }
         let replace = match &topic {
-            Some((config, _)) => next.is_other_topic(&name, config),
+            Some(t) => next.is_other_topic(&name, &t.config),
             None => next.get(&name).is_some(),
         };
         if replace {
@@ -492,8 +512,8 @@ impl Shard {
             self.commit_catalog(next.clone()).await?;
             let _ = std::fs::remove_dir(self.config.data_dir.join("topics").join(&name));
         }
-        if let Some((config, leaders)) = topic {
-            next.apply_cluster_topic(&name, config, leaders)?;
+        if let Some(t) = topic {
+            next.apply_cluster_topic(&name, t.config, t.leaders, t.replicas)?;
         } else if !replace {
             // A delete of a topic this node never had.
             next.cluster_index = next.cluster_index.max(index);
@@ -577,6 +597,9 @@ impl Shard {
             .collect();
         for key in removed {
             let p = self.partitions.borrow_mut().remove(&key);
+            if let Some(r) = &self.replication {
+                r.remove_partition(&key.0, key.1);
+            }
             if let Some(p) = p {
                 p.data_ready.notify_all();
                 // A deleted topic's archive goes too: a topic created later
@@ -617,11 +640,26 @@ impl Shard {
             // With tiered storage the log keeps everything until it is
             // archived; the cold tier applies retention across tiers.
             let tiered = self.config.tiered.is_some();
-            let log_config = LogConfig {
+            let replicas: Option<Vec<u32>> = match &self.replication {
+                Some(_) => self
+                    .catalog
+                    .borrow()
+                    .replicas_of(&topic, partition)
+                    .map(<[u32]>::to_vec),
+                None => None,
+            };
+            let mut log_config = LogConfig {
                 retention_bytes: cfg.retention_bytes.filter(|_| !tiered),
                 retention_ms: cfg.retention_ms.filter(|_| !tiered),
                 ..self.config.log.clone()
             };
+            if replicas.is_some() {
+                // The replication flusher fdatasyncs each round itself;
+                // retention would cut the Raft log under its readers.
+                log_config.fsync = sprawl_storage::FsyncPolicy::Never;
+                log_config.retention_bytes = None;
+                log_config.retention_ms = None;
+            }
             let cold = self.config.tiered.as_ref().map(|t| {
                 crate::cold::ColdTier::new(
                     t.archive.clone(),
@@ -642,9 +680,22 @@ impl Shard {
             )
             .await?;
             tracing::debug!(shard = self.id, %topic, partition, offsets = ?p.offsets(), "opened partition");
-            self.partitions
-                .borrow_mut()
-                .insert((topic, partition), Rc::new(p));
+            let p = Rc::new(p);
+            if let (Some(r), Some(set)) = (&self.replication, &replicas) {
+                p.mark_replicated();
+                if let Err(e) = r.add_partition(p.clone(), cfg.created_ms, set) {
+                    tracing::error!(shard = self.id, %topic, partition, error = %e, "starting the partition replica failed");
+                    return Err(e);
+                }
+            }
+            self.partitions.borrow_mut().insert((topic, partition), p);
+        }
+        // Replicated partitions learn which leader the metadata names.
+        for ((topic, partition), p) in self.partitions.borrow().iter() {
+            if p.is_replicated() {
+                let leader = self.catalog.borrow().leader_of(topic, *partition);
+                p.metadata_leader.set(leader.map(u64::from));
+            }
         }
         self.recovered.set(true);
         self.placement_changed.notify_all();
@@ -685,9 +736,13 @@ impl Shard {
     /// other node leads it — a partition led elsewhere has no log here.
     fn should_open(&self, catalog: &TopicCatalog, topic: &str, partition: u32) -> bool {
         let led_elsewhere = self.config.node_id.is_some_and(|me| {
-            catalog
-                .leader_of(topic, partition)
-                .is_some_and(|leader| leader != me)
+            match catalog.replicas_of(topic, partition) {
+                // Replicated: every replica keeps a log, leader or not.
+                Some(set) if self.replication.is_some() => !set.contains(&me),
+                _ => catalog
+                    .leader_of(topic, partition)
+                    .is_some_and(|leader| leader != me),
+            }
         });
         catalog.owner(topic, partition, self.count) == self.id
             && !led_elsewhere
@@ -768,7 +823,14 @@ impl Shard {
     /// storage is on (local copies only of archived segments), else on the
     /// local log alone.
     pub async fn apply_retention(&self) {
-        for p in self.owned_partitions() {
+        // Replicated partitions keep their whole local log for now: their
+        // segment log is their Raft log, and a lagging replica is caught up
+        // from it.
+        for p in self
+            .owned_partitions()
+            .into_iter()
+            .filter(|p| !p.is_replicated())
+        {
             let result = match (&p.cold, &self.config.tiered) {
                 (Some(cold), Some(t)) => {
                     let total = self
@@ -807,7 +869,9 @@ impl Shard {
     pub async fn archive_pending(&self) -> usize {
         let mut archived = 0;
         for p in self.owned_partitions() {
-            let Some(cold) = &p.cold else { continue };
+            let Some(cold) = p.cold.as_ref().filter(|_| !p.is_replicated()) else {
+                continue;
+            };
             loop {
                 match cold.archive_next(&p.log).await {
                     Ok(true) => archived += 1,

@@ -29,6 +29,7 @@ fn config(dir: &std::path::Path) -> RuntimeConfig {
             tiered: None,
             load_sink: None,
             node_id: None,
+            replication: None,
         },
     }
 }

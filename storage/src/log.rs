@@ -434,12 +434,115 @@ impl PartitionLog {
         self.append_stamped(batch, Stamp::Replicated, false).await
     }
 
+    /// Raft driver: appends Raft entry `stamp` (a data batch, or with
+    /// `control` a [`control_batch`]) and returns once it is queued, without
+    /// waiting for any write: the driver appends a run of entries one after
+    /// another (in index order, so a segment roll cannot reorder them), then
+    /// makes them durable with one [`Self::sync`] and learns how far with
+    /// [`Self::synced_raft_index`].
+    pub async fn append_raft_queued(
+        &self,
+        batch: BytesMut,
+        stamp: RaftStamp,
+        control: bool,
+    ) -> Result<AppendAck, LogError> {
+        let stamp = Stamp::Leader { stamp, control };
+        self.enqueue_stamped(batch, stamp).await.map(|(ack, _)| ack)
+    }
+
+    /// Raft reads without I/O: what [`Self::read_raft`] would return, when
+    /// the memory ring still holds entry `from_index`; `None` otherwise.
+    pub fn read_raft_cached(&self, from_index: u64, bytes_max: usize) -> Option<Vec<Bytes>> {
+        self.state.borrow().ring.read_raft(from_index, bytes_max)
+    }
+
+    /// Raft reads for the synchronous Raft storage interface, when the ring
+    /// no longer holds the entry (a follower catching up from far behind):
+    /// a blocking positional read of the segment file, CRC-checked. Only
+    /// written bytes are read; entries not written yet are in the ring.
+    pub fn read_raft_blocking(
+        &self,
+        from_index: u64,
+        bytes_max: usize,
+    ) -> Result<Vec<Bytes>, LogError> {
+        use std::os::unix::fs::FileExt;
+        if let Some(batches) = self.read_raft_cached(from_index, bytes_max) {
+            return Ok(batches);
+        }
+        let (path, position, end) = {
+            let st = self.state.borrow();
+            let Some(loc) = st.raft.get(from_index).copied() else {
+                if st
+                    .raft
+                    .last()
+                    .is_none_or(|(last, _)| from_index == last + 1)
+                {
+                    return Ok(Vec::new());
+                }
+                return Err(self.raft_out_of_range(&st, from_index));
+            };
+            let seg = &st.segments[st
+                .segment_index(loc.segment_base)
+                .expect("raft entries point at live segments")];
+            (
+                seg.paths.log.clone(),
+                u64::from(loc.position),
+                seg.written_bytes,
+            )
+        };
+        let len = (end.saturating_sub(position)).min(bytes_max.max(1 << 16) as u64) as usize;
+        let file = std::fs::File::open(&path).map_err(|e| LogError::io("opening", &path, e))?;
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, position)
+            .map_err(|e| LogError::io("reading", &path, e))?;
+        let mut out = Vec::new();
+        let mut rest = &buf[..];
+        let mut taken = 0usize;
+        while !rest.is_empty() {
+            let total = match peek_header(rest) {
+                Ok(h) => h.batch_bytes(),
+                Err(_) => break,
+            };
+            if total > rest.len() {
+                // The first batch is bigger than what was read: read it whole.
+                if out.is_empty() {
+                    let mut whole = vec![0u8; total];
+                    file.read_exact_at(&mut whole, position)
+                        .map_err(|e| LogError::io("reading", &path, e))?;
+                    crate::batch::BatchView::parse_exact(&whole)?;
+                    out.push(Bytes::from(whole));
+                }
+                break;
+            }
+            if !out.is_empty() && taken + total > bytes_max {
+                break;
+            }
+            let (view, next) = crate::batch::BatchView::parse_prefix(rest)?;
+            out.push(Bytes::copy_from_slice(view.as_bytes()));
+            taken += total;
+            rest = next;
+        }
+        Ok(out)
+    }
+
     async fn append_stamped(
         &self,
-        mut batch: BytesMut,
+        batch: BytesMut,
         stamp: Stamp,
         force_sync: bool,
     ) -> Result<AppendAck, LogError> {
+        let (ack, seq) = self.enqueue_stamped(batch, stamp).await?;
+        self.wait_durable(seq, force_sync).await?;
+        Ok(ack)
+    }
+
+    /// Validates, stamps and queues one batch (rolling first if due);
+    /// returns its ack and sequence number without waiting for a write.
+    async fn enqueue_stamped(
+        &self,
+        mut batch: BytesMut,
+        stamp: Stamp,
+    ) -> Result<(AppendAck, u64), LogError> {
         if batch.len() > self.config.batch_bytes_max {
             return Err(LogError::BatchTooLarge {
                 bytes: batch.len(),
@@ -558,8 +661,7 @@ impl PartitionLog {
                 st.appended_seq,
             )
         };
-        self.wait_durable(seq, force_sync).await?;
-        Ok(ack)
+        Ok((ack, seq))
     }
 
     fn check_raft_next(&self, st: &LogState, raft_index: u64) -> Result<(), LogError> {

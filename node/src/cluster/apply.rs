@@ -10,13 +10,14 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sprawl_shards::{ControlHandle, ShardRequest, TopicCatalog, TopicConfig};
+use sprawl_shards::{ClusterTopic, ControlHandle, ShardRequest, TopicCatalog};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::peer::Inbound;
 
-/// A topic with its partition leaders, or `None` for its deletion.
-type TopicChange = Option<(TopicConfig, Vec<u32>)>;
+/// A topic with its partition leaders and replicas, or `None` for its
+/// deletion.
+type TopicChange = Option<ClusterTopic>;
 
 /// A change for the shards, committed at a metadata log index.
 pub enum Job {

@@ -134,6 +134,8 @@ pub struct MetaDriver {
     /// Catalog changes on their way to the shards (`apply`).
     pub applier: super::apply::Applier,
     pub last_membership_check: Instant,
+    /// Per shard: where partition Raft envelopes from peers go.
+    pub replica_inbound: Vec<futures::channel::mpsc::UnboundedSender<(u64, Vec<u8>)>>,
 }
 
 impl MetaDriver {
@@ -195,8 +197,15 @@ impl MetaDriver {
                 retention_ms: meta.config.retention_ms,
                 created_ms: meta.config.created_ms,
             };
-            let leaders = meta.partitions.iter().map(|a| a.leader as u32).collect();
-            (config, leaders)
+            sprawl_shards::ClusterTopic {
+                config,
+                leaders: meta.partitions.iter().map(|a| a.leader as u32).collect(),
+                replicas: meta
+                    .partitions
+                    .iter()
+                    .map(|a| a.replicas.iter().map(|&n| n as u32).collect())
+                    .collect(),
+            }
         });
         let job = Job::Topic {
             name: name.to_string(),
@@ -280,6 +289,40 @@ impl MetaDriver {
                 }
             }
             Inbound::Request { request, reply } => self.on_request(request, reply),
+            Inbound::ReplicaIn {
+                from,
+                shard,
+                envelope,
+            } => match self.replica_inbound.get(shard as usize) {
+                Some(tx) => {
+                    let _ = tx.unbounded_send((from, envelope));
+                }
+                None => tracing::warn!(
+                    from,
+                    shard,
+                    "replica envelope for a shard this node does not have \
+                     (every node of a cluster must run the same shard count)"
+                ),
+            },
+            Inbound::ReplicaOut {
+                to,
+                shard,
+                envelope,
+            } => match self.addr_of(to) {
+                Some(addr) => {
+                    let from = self.node.id();
+                    self.peers.send_oneway(
+                        to,
+                        addr,
+                        PeerRequest::PartitionRaft {
+                            from,
+                            shard,
+                            envelope,
+                        },
+                    );
+                }
+                None => tracing::debug!(to, "no address for a replica peer yet"),
+            },
             Inbound::Applied { index } => {
                 tracing::trace!(index, "metadata change applied to the shards");
                 self.applier.finished();
@@ -320,7 +363,34 @@ impl MetaDriver {
                 }
             },
             PeerRequest::DeleteTopic { name } => MetaCommand::DeleteTopic { name },
-            PeerRequest::MetaRaft { .. } => return,
+            PeerRequest::ClaimLeadership {
+                topic,
+                partition,
+                node,
+                term,
+            } => {
+                let Some(current) = self.node.state().partition(&topic, partition) else {
+                    let _ = reply.send(PeerResponse::Rejected {
+                        kind: RejectKind::UnknownTopic,
+                        message: format!("no partition {topic}/{partition}"),
+                    });
+                    return;
+                };
+                if current.leader == node || current.leader_epoch >= term {
+                    // Already recorded, or a later leader is.
+                    let index = self.node.applied_index();
+                    let _ = reply.send(PeerResponse::Committed { index });
+                    return;
+                }
+                MetaCommand::SetAssignment {
+                    topic,
+                    partition,
+                    replicas: current.replicas.clone(),
+                    leader: node,
+                    leader_epoch: term,
+                }
+            }
+            PeerRequest::MetaRaft { .. } | PeerRequest::PartitionRaft { .. } => return,
         };
         match self.node.propose(command) {
             Ok(id) => {
@@ -334,20 +404,6 @@ impl MetaDriver {
 
     /// The leader's placement of a new topic over the live members.
     fn place(&self, spec: &TopicSpec) -> Result<MetaCommand, PeerResponse> {
-        let rf = spec
-            .replication_factor
-            .unwrap_or(self.default_replication_factor);
-        if rf != 1 {
-            // Durability is the product: no replica set is recorded that
-            // no replica would actually keep.
-            return Err(PeerResponse::Rejected {
-                kind: RejectKind::Invalid,
-                message: format!(
-                    "replication factor {rf}: this build places each partition on one node \
-                     (partition replication is not available yet); use 1"
-                ),
-            });
-        }
         let invalid = |message: String| PeerResponse::Rejected {
             kind: RejectKind::Invalid,
             message,
@@ -374,6 +430,21 @@ impl MetaDriver {
             }
         }
         drop(gossip);
+        // Default: 3 replicas on a cluster of 3 or more, else 1 (unless
+        // the node was started with another default).
+        let rf = spec
+            .replication_factor
+            .unwrap_or(match self.default_replication_factor {
+                0 if nodes.len() >= 3 => 3,
+                0 => 1,
+                n => n,
+            });
+        if rf == 0 || rf as usize > nodes.len() {
+            return Err(invalid(format!(
+                "replication factor {rf}: the cluster has {} live member(s) to place replicas on",
+                nodes.len()
+            )));
+        }
         let placement = ReplicaPlacement::new(nodes).map_err(|e| invalid(e.to_string()))?;
         let replicas = placement
             .topic_replicas(&spec.name, spec.partitions, rf as usize)

@@ -38,6 +38,8 @@ pub struct ClusterSettings {
     /// Found the metadata group (one voter: this node) when the data dir
     /// holds none; exactly one node of a new cluster does.
     pub bootstrap: bool,
+    /// Replication factor of topics created without one; 0: 3 on a
+    /// cluster of 3 or more live members, else 1.
     pub default_replication_factor: u16,
 }
 
@@ -101,6 +103,40 @@ impl ClusterHandle {
         forwarded || !member || routes.topics.contains_key(topic)
     }
 
+    /// How this node's shards reach their partitions' peer replicas: over
+    /// the cluster thread's peer endpoint (mutual TLS).
+    pub fn replication_hooks(&self) -> sprawl_shards::replication::ReplicationHooks {
+        let tx = self.tx.clone();
+        let send = Arc::new(move |to: u64, shard: usize, envelope: Vec<u8>| {
+            let _ = tx.send(Inbound::ReplicaOut {
+                to,
+                shard: shard as u32,
+                envelope,
+            });
+        });
+        let tx = self.tx.clone();
+        let node = self.node_id;
+        let claim = Arc::new(move |topic: String, partition: u32, term: u64| {
+            let (reply, answer) = oneshot::channel();
+            let request = PeerRequest::ClaimLeadership {
+                topic: topic.clone(),
+                partition,
+                node,
+                term,
+            };
+            if tx.send(Inbound::Request { request, reply }).is_ok() {
+                // Answered on the cluster thread; the claim is repeated
+                // until the metadata names this node, so only log here.
+                std::mem::drop(answer);
+            }
+            tracing::debug!(%topic, partition, term, "claimed partition leadership");
+        });
+        sprawl_shards::replication::ReplicationHooks {
+            send,
+            claim_leadership: claim,
+        }
+    }
+
     /// The client-facing QUIC address of a node gossip knows, and whether
     /// gossip holds it alive.
     pub fn quic_addr(&self, node: u64) -> Option<(SocketAddr, bool)> {
@@ -123,6 +159,7 @@ pub fn start(
     gossip: SharedView,
     control: ControlHandle,
     catalog: Arc<Mutex<TopicCatalog>>,
+    replica_inbound: Vec<futures::channel::mpsc::UnboundedSender<(u64, Vec<u8>)>>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let tls = ClusterTls::load(&settings.ca_cert, &settings.node_cert).with_context(|| {
@@ -176,6 +213,7 @@ pub fn start(
         default_replication_factor: settings.default_replication_factor,
         applier,
         last_membership_check: Instant::now(),
+        replica_inbound,
     };
     let thread = std::thread::Builder::new()
         .name("cluster".into())

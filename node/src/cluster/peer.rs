@@ -30,6 +30,18 @@ pub enum Inbound {
     Applied {
         index: u64,
     },
+    /// A partition Raft envelope from an authenticated peer, for a shard.
+    ReplicaIn {
+        from: u64,
+        shard: u32,
+        envelope: Vec<u8>,
+    },
+    /// A partition Raft envelope a local shard sends to node `to`.
+    ReplicaOut {
+        to: u64,
+        shard: u32,
+        envelope: Vec<u8>,
+    },
 }
 
 /// Counters `/metrics` shows.
@@ -134,7 +146,22 @@ impl PeerEndpoint {
                                     me.stats.lock().unwrap().frames_in += 1;
                                     let _ = inbound.send(Inbound::Raft { from, messages });
                                 }
-                                Ok(Some(PeerRequest::MetaRaft { from, .. })) => {
+                                Ok(Some(PeerRequest::PartitionRaft {
+                                    from,
+                                    shard,
+                                    envelope,
+                                })) if from == peer_node => {
+                                    me.stats.lock().unwrap().frames_in += 1;
+                                    let _ = inbound.send(Inbound::ReplicaIn {
+                                        from,
+                                        shard,
+                                        envelope,
+                                    });
+                                }
+                                Ok(Some(
+                                    PeerRequest::MetaRaft { from, .. }
+                                    | PeerRequest::PartitionRaft { from, .. },
+                                )) => {
                                     me.stats.lock().unwrap().bad_frames += 1;
                                     tracing::warn!(
                                         from,

@@ -34,6 +34,21 @@ pub enum PeerRequest {
     DeleteTopic {
         name: String,
     },
+    /// Partition Raft envelopes (`sprawl_cluster::replica::envelope`) from
+    /// node `from`'s shard for the same shard index here.
+    PartitionRaft {
+        from: u64,
+        shard: u32,
+        envelope: Vec<u8>,
+    },
+    /// A partition replica won an election: record `node` as the leader
+    /// the cluster routes to, with the Raft term as the leader epoch.
+    ClaimLeadership {
+        topic: String,
+        partition: u32,
+        node: u64,
+        term: u64,
+    },
 }
 
 /// Why a forwarded change failed, in terms the client protocol can carry.
