@@ -267,11 +267,25 @@ impl Client {
         retention_bytes: Option<i64>,
         retention_ms: Option<i64>,
     ) -> Result<TopicInfo> {
+        self.create_topic_replicated(name, partitions, None, retention_bytes, retention_ms)
+            .await
+    }
+
+    /// [`Self::create_topic`] with a replication factor (`None`: the
+    /// cluster's default, 3 on clusters of 3 or more nodes, else 1).
+    pub async fn create_topic_replicated(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: Option<u16>,
+        retention_bytes: Option<i64>,
+        retention_ms: Option<i64>,
+    ) -> Result<TopicInfo> {
         let what = format!("create topic {name:?}");
         let request = CreateTopicRequest {
             name,
             partition_count: partitions,
-            replication_factor: None,
+            replication_factor,
             retention_bytes,
             retention_ms,
             validate_only: false,

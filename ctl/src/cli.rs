@@ -381,6 +381,10 @@ pub enum TopicCommand {
         /// Number of partitions. Default: the node's default.
         #[arg(long, short = 'p', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         partitions: Option<u32>,
+        /// Nodes keeping each partition (a cluster only). Default: 3 on a
+        /// cluster of 3 or more nodes, else 1.
+        #[arg(long, short = 'r', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        replication_factor: Option<u16>,
         /// Bytes kept per partition before the oldest segments are deleted;
         /// -1 or `unlimited` for no limit. Default: the node's default.
         #[arg(long, value_name = "BYTES", allow_negative_numbers = true, value_parser = parse_retention)]

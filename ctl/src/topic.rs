@@ -13,14 +13,16 @@ pub async fn run(client: &Client, command: &TopicCommand, format: Format) -> any
         TopicCommand::Create {
             name,
             partitions,
+            replication_factor,
             retention_bytes,
             retention_ms,
             if_not_exists,
         } => {
             let created = client
-                .create_topic(
+                .create_topic_replicated(
                     name,
                     partitions.unwrap_or(0),
+                    *replication_factor,
                     *retention_bytes,
                     *retention_ms,
                 )

@@ -51,6 +51,10 @@ pub struct WorkloadArgs {
     /// leader (measures forwarding).
     #[arg(long)]
     pub via_node: bool,
+    /// Replication factor of the topics loadgen creates (a cluster only).
+    /// Default: the cluster's (3 on 3 or more nodes, else 1).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub replication_factor: Option<u16>,
     /// Run against a NATS JetStream server instead: nats://HOST:PORT.
     #[arg(long)]
     pub target: Option<String>,

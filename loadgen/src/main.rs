@@ -162,7 +162,10 @@ async fn workload(
                 a.ca.is_some() || a.insecure,
                 "give the node's CA certificate with --ca (a node's own is <data-dir>/tls/cert.pem), or --insecure"
             );
-            let broker = Arc::new(SprawlBroker::connect(&a.node, a.ca.clone(), a.via_node).await?);
+            let broker = Arc::new(
+                SprawlBroker::connect(&a.node, a.ca.clone(), a.via_node, a.replication_factor)
+                    .await?,
+            );
             finish(broker, mode, a.clone(), plan, scenario).await
         }
     }

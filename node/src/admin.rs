@@ -203,6 +203,17 @@ fn topics(state: &AdminState) -> String {
                         "log_end_offset": p.offsets.log_end,
                         "size_bytes": p.offsets.size_bytes,
                         "segments": p.segments,
+                        "replica": p.replica.as_ref().map(|r| json!({
+                            "leader": r.leader,
+                            "term": r.term,
+                            "commit_index": r.commit_index,
+                            "voters": r.voters,
+                            "learners": r.learners,
+                            "in_sync": r.in_sync(),
+                            "followers": r.followers.iter().map(|(node, lag, active)| json!({
+                                "node": node, "lag_entries": lag, "active": active,
+                            })).collect::<Vec<_>>(),
+                        })),
                     })
                 })
                 .collect();

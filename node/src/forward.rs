@@ -35,13 +35,14 @@ const RESPONSE_BYTES_MAX: u32 = 256 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Limits of the connections a shard dials to other nodes: pings every
-/// 500 ms and a 3 s idle timeout (the lower side wins the negotiation), so
-/// a link to a node that died or restarted fails within seconds instead of
-/// holding requests for the server's 30 s.
+/// 250 ms and a 1 s idle timeout (the lower side wins the negotiation), so
+/// a link to a node that died or restarted fails within a second (about
+/// when its partitions' new leaders are elected) instead of holding
+/// requests for the server's 30 s.
 pub fn link_limits(server: &sprawl_io::quic::QuicLimits) -> sprawl_io::quic::QuicLimits {
     sprawl_io::quic::QuicLimits {
-        idle_timeout_ms: 3_000,
-        keep_alive_interval_ms: Some(500),
+        idle_timeout_ms: 1_000,
+        keep_alive_interval_ms: Some(250),
         ..server.clone()
     }
 }

@@ -70,9 +70,11 @@ fn any_node_serves_any_partition_and_the_metadata_group_survives_its_leader() {
             cluster.client(1, false).await,
             cluster.client(2, false).await,
         ];
-        // Created through a follower of the metadata group.
+        // Created through a follower of the metadata group, kept by one
+        // node each (replication factor 1: forwarding and the dead
+        // leader's unavailability are what is checked here).
         let topic = clients[1]
-            .create_topic(TOPIC, PARTITIONS, None, None)
+            .create_topic_replicated(TOPIC, PARTITIONS, Some(1), None, None)
             .await
             .unwrap();
         assert_eq!(topic.partition_count, PARTITIONS);

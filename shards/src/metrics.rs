@@ -60,6 +60,8 @@ pub struct PartitionSnapshot {
     pub local_log_start: u64,
     pub segments: usize,
     pub cold: Option<crate::cold::ColdSnapshot>,
+    /// Replicated partitions: the Raft group as this replica sees it.
+    pub replica: Option<crate::replication::GroupStatus>,
 }
 
 /// A copy of a shard's metrics, taken by the shard itself.

@@ -791,6 +791,10 @@ impl Shard {
                 local_log_start: p.log.offsets().log_start,
                 segments: p.log.segment_count(),
                 cold: p.cold.as_ref().map(|c| c.snapshot(&p.log)),
+                replica: self
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.status(&p.topic, p.partition)),
             })
             .collect();
         partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));

@@ -29,6 +29,7 @@ pub struct SprawlBroker {
     admin: Client,
     consumers: tokio::sync::Mutex<HashMap<usize, Client>>,
     server_version: String,
+    replication_factor: Option<u16>,
 }
 
 impl SprawlBroker {
@@ -36,7 +37,12 @@ impl SprawlBroker {
     /// at all when `ca` is `None`: only when asked for with --insecure).
     /// `via_node`: every request goes through `node` (which forwards to
     /// partition leaders) instead of straight to the leaders.
-    pub async fn connect(node: &str, ca: Option<PathBuf>, via_node: bool) -> anyhow::Result<Self> {
+    pub async fn connect(
+        node: &str,
+        ca: Option<PathBuf>,
+        via_node: bool,
+        replication_factor: Option<u16>,
+    ) -> anyhow::Result<Self> {
         let trust = match ca {
             Some(path) => ServerTrust::CaFile(path),
             None => ServerTrust::InsecureSkipVerification,
@@ -55,6 +61,7 @@ impl SprawlBroker {
             admin,
             consumers: tokio::sync::Mutex::new(HashMap::new()),
             server_version,
+            replication_factor,
         })
     }
 
@@ -87,7 +94,11 @@ impl Broker for SprawlBroker {
 
     async fn prepare(&self, topics: &[String], partitions: u32) -> anyhow::Result<()> {
         for topic in topics {
-            match self.admin.create_topic(topic, partitions, None, None).await {
+            match self
+                .admin
+                .create_topic_replicated(topic, partitions, self.replication_factor, None, None)
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if e.remote_code() == Some(ErrorCode::TopicExists) => {
                     let info = self.admin.describe_topic(topic).await?;

@@ -43,6 +43,8 @@ struct DescribedTopic {
     config: TopicConfig,
     /// Leader node per partition (this node's id on a single node).
     leaders: Vec<u32>,
+    /// Nodes keeping each partition (1 unless replicated in a cluster).
+    replication_factor: u16,
     partitions: Vec<(u32, Result<sprawl_shards::PartitionOffsets, Failure>)>,
 }
 
@@ -52,11 +54,15 @@ async fn describe_topic(
     config: TopicConfig,
     with_partitions: bool,
 ) -> DescribedTopic {
-    let leaders: Vec<u32> = {
+    let (leaders, replication_factor) = {
         let catalog = conn.shard.catalog();
-        (0..config.partitions)
+        let leaders: Vec<u32> = (0..config.partitions)
             .map(|p| catalog.leader_of(name, p).unwrap_or(conn.node.node_id))
-            .collect()
+            .collect();
+        let rf = catalog
+            .replicas_of(name, 0)
+            .map_or(1, |set| set.len() as u16);
+        (leaders, rf)
     };
     let mut partitions = Vec::new();
     if with_partitions {
@@ -97,6 +103,7 @@ async fn describe_topic(
         name: name.to_string(),
         config,
         leaders,
+        replication_factor,
         partitions,
     }
 }
@@ -179,7 +186,7 @@ fn topic_info(t: &DescribedTopic) -> TopicInfo<'_> {
     TopicInfo {
         name: &t.name,
         partition_count: t.config.partitions,
-        replication_factor: 1,
+        replication_factor: t.replication_factor,
         retention_bytes: wire_retention(t.config.retention_bytes),
         retention_ms: wire_retention(t.config.retention_ms),
         partitions: t

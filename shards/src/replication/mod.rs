@@ -142,6 +142,33 @@ pub struct ReplicationStats {
     pub flushes: u64,
 }
 
+/// A follower within this many entries of the leader counts as in sync.
+pub const IN_SYNC_LAG_ENTRIES_MAX: u64 = 1000;
+
+impl GroupStatus {
+    /// On the leader: the voters that are in sync (itself, and followers
+    /// heard from recently and within [`IN_SYNC_LAG_ENTRIES_MAX`]).
+    pub fn in_sync(&self) -> Vec<u64> {
+        let Some(leader) = self.leader else {
+            return Vec::new();
+        };
+        if self.followers.is_empty() && self.voters.len() > 1 {
+            return Vec::new(); // not the leader's view
+        }
+        let mut isr = vec![leader];
+        isr.extend(
+            self.followers
+                .iter()
+                .filter(|(node, lag, active)| {
+                    *active && *lag <= IN_SYNC_LAG_ENTRIES_MAX && self.voters.contains(node)
+                })
+                .map(|(node, _, _)| *node),
+        );
+        isr.sort_unstable();
+        isr
+    }
+}
+
 impl Replication {
     pub fn new(node_id: u64, shard_id: usize, hooks: ReplicationHooks) -> Rc<Self> {
         Rc::new(Self {

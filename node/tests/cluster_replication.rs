@@ -1,0 +1,249 @@
+//! Partition replication with real processes: three `sprawl` nodes, a
+//! topic with replication factor 3 (each partition one Raft group whose log
+//! is the segment log on all three nodes), produce with acks=all (durable).
+//!
+//! - `kill -9` of a partition's leader in the middle of a stream, several
+//!   rounds: every acknowledged message is there afterwards, at the offset
+//!   its ack named, byte for byte; offsets have no gaps; every replica
+//!   (read through each node) agrees.
+//! - Produced through a node that leads none of the partitions, read back
+//!   through another: byte-exact.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::cluster::{runtime, wait_for, TestCluster};
+use serde_json::Value;
+use sprawl_client::{Acks, Client, Consumer, Producer, ProducerConfig, Record};
+
+const TOPIC: &str = "ledger";
+
+fn value(i: usize) -> Vec<u8> {
+    let mut v = format!("entry-{i:07}-").into_bytes();
+    v.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, 64 + i % 200));
+    v
+}
+
+/// Every record of `partition` from offset 0 on, through `client`.
+async fn read_all(client: &Client, partition: u32) -> Vec<(u64, Vec<u8>)> {
+    let consumer = Consumer::new(client);
+    let mut next = 0;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let f = match consumer
+            .fetch(TOPIC, partition, next, 1 << 20, Duration::ZERO)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => panic!("reading {TOPIC}/{partition} at {next}: {e}"),
+        };
+        if f.records.is_empty() {
+            return got;
+        }
+        for r in &f.records {
+            got.push((r.offset, r.value.to_vec()));
+        }
+        next = f.next_offset;
+    }
+}
+
+/// Every acknowledged message at its acknowledged offset, no gaps.
+async fn verify(client: &Client, acked: &BTreeMap<u32, BTreeMap<u64, usize>>) {
+    for (&p, want) in acked {
+        let got = read_all(client, p).await;
+        for (k, (offset, _)) in got.iter().enumerate() {
+            assert_eq!(*offset, k as u64, "partition {p}: offsets without gaps");
+        }
+        for (&offset, &i) in want {
+            let (_, v) = got.get(offset as usize).unwrap_or_else(|| {
+                panic!(
+                    "partition {p}: acknowledged offset {offset} missing ({} records)",
+                    got.len()
+                )
+            });
+            assert_eq!(v, &value(i), "partition {p} offset {offset}: byte-exact");
+        }
+    }
+}
+
+/// The replica's view of `partition` on node `i` (from `/topics`).
+fn replica_view(cluster: &TestCluster, i: usize, partition: u32) -> Option<Value> {
+    let (status, body) = cluster.nodes[i].admin_get("/topics");
+    if !status.contains("200") {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&body).ok()?;
+    v["topics"]
+        .as_array()?
+        .iter()
+        .find(|t| t["name"] == TOPIC)?["partition_state"]
+        .as_array()?
+        .iter()
+        .find(|p| p["partition"] == partition)
+        .map(|p| p["replica"].clone())
+}
+
+/// The node (0-based index) whose replica of `partition` leads with every
+/// voter in sync, once there is one.
+fn stable_leader(cluster: &TestCluster, alive: &[usize], partition: u32) -> usize {
+    let mut found = None;
+    wait_for("a partition leader with all replicas in sync", || {
+        found = alive.iter().copied().find(|&i| {
+            replica_view(cluster, i, partition).is_some_and(|r| {
+                r["leader"].as_u64() == Some(i as u64 + 1)
+                    && r["in_sync"].as_array().is_some_and(|s| s.len() == 3)
+            })
+        });
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+async fn produce(
+    client: &Client,
+    range: std::ops::Range<usize>,
+    partitions: u32,
+    acked: &mut BTreeMap<u32, BTreeMap<u64, usize>>,
+) {
+    let producer = Producer::new(
+        client,
+        ProducerConfig {
+            acks: Acks::Durable,
+            retries: 1000,
+            ..ProducerConfig::default()
+        },
+    )
+    .unwrap();
+    let sends: Vec<_> = range
+        .map(|i| {
+            (
+                i,
+                producer.send(
+                    TOPIC,
+                    Record::new(value(i)).with_partition((i as u32) % partitions),
+                ),
+            )
+        })
+        .collect();
+    for (i, send) in sends {
+        // A send that fails is not acknowledged: nothing is promised.
+        if let Ok(ack) = send.await {
+            let offset = ack.offset.expect("durable acks carry the offset");
+            let previous = acked.entry(ack.partition).or_default().insert(offset, i);
+            assert!(
+                previous.is_none(),
+                "offset {offset} of partition {} acknowledged twice ({previous:?} and {i})",
+                ack.partition
+            );
+        }
+    }
+}
+
+#[test]
+fn acknowledged_messages_survive_kill_9_of_the_partition_leader() {
+    const ROUNDS: usize = 3;
+    const PER_ROUND: usize = 1_500;
+    let mut cluster = TestCluster::start(3);
+    let rt = runtime();
+    let mut acked: BTreeMap<u32, BTreeMap<u64, usize>> = BTreeMap::new();
+    rt.block_on(async {
+        let client = cluster.client(0, true).await;
+        let topic = client
+            .create_topic_replicated(TOPIC, 1, Some(3), None, None)
+            .await
+            .unwrap();
+        assert_eq!(topic.replication_factor, 3);
+    });
+    let mut failovers = Vec::new();
+    for round in 0..ROUNDS {
+        let leader = stable_leader(&cluster, &[0, 1, 2], 0);
+        let survivor = (leader + 1) % 3;
+        let start = round * PER_ROUND;
+        // Produce through a survivor (it forwards or the client goes
+        // straight to the leader); the leader dies mid-stream.
+        let killed_at = rt.block_on(async {
+            let client = cluster.client(survivor, true).await;
+            let stream = produce(&client, start..start + PER_ROUND, 1, &mut acked);
+            let kill = async {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                cluster.nodes[leader].kill_9();
+                Instant::now()
+            };
+            let ((), killed_at) = tokio::join!(stream, kill);
+            killed_at
+        });
+        // A produce after the kill is acknowledged by the new leader.
+        rt.block_on(async {
+            let client = cluster.client(survivor, true).await;
+            let mut after = BTreeMap::new();
+            produce(&client, 100_000 + round..100_000 + round + 1, 1, &mut after).await;
+            assert!(!after.is_empty(), "round {round}: no ack after failover");
+            failovers.push(killed_at.elapsed());
+            for (p, m) in after {
+                acked.entry(p).or_default().extend(m);
+            }
+        });
+        let node = cluster.launch(leader);
+        cluster.nodes[leader] = node;
+    }
+    let total: usize = acked.values().map(BTreeMap::len).sum();
+    assert!(
+        total >= ROUNDS * PER_ROUND / 2,
+        "most messages acknowledged: {total}"
+    );
+    eprintln!("acknowledged {total}; ack after kill within {failovers:?}");
+    // Every replica agrees: read through each node.
+    stable_leader(&cluster, &[0, 1, 2], 0);
+    rt.block_on(async {
+        for i in 0..3 {
+            let client = cluster.client(i, false).await;
+            verify(&client, &acked).await;
+        }
+    });
+    wait_for("every replica at the same commit index", || {
+        let c: Vec<Option<u64>> = (0..3)
+            .map(|i| replica_view(&cluster, i, 0).and_then(|r| r["commit_index"].as_u64()))
+            .collect();
+        c.iter().all(|x| x.is_some() && *x == c[0])
+    });
+}
+
+#[test]
+fn produced_through_a_non_leader_read_back_through_another_node() {
+    const MESSAGES: usize = 4_000;
+    const PARTITIONS: u32 = 2;
+    let cluster = TestCluster::start(3);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = cluster.client(0, false).await;
+        client
+            .create_topic_replicated(TOPIC, PARTITIONS, Some(3), None, None)
+            .await
+            .unwrap();
+    });
+    let leaders: Vec<usize> = (0..PARTITIONS)
+        .map(|p| stable_leader(&cluster, &[0, 1, 2], p))
+        .collect();
+    // A node that leads neither partition, if there is one; else one that
+    // leads the fewest.
+    let via = (0..3)
+        .min_by_key(|i| leaders.iter().filter(|&&l| l == *i).count())
+        .unwrap();
+    let reader = (via + 1) % 3;
+    rt.block_on(async {
+        let mut acked = BTreeMap::new();
+        let client = cluster.client(via, false).await;
+        produce(&client, 0..MESSAGES, PARTITIONS, &mut acked).await;
+        let total: usize = acked.values().map(BTreeMap::len).sum();
+        assert_eq!(total, MESSAGES, "no fault: every message acknowledged");
+        let client = cluster.client(reader, false).await;
+        verify(&client, &acked).await;
+    });
+}
