@@ -111,6 +111,30 @@ impl Broker for SprawlBroker {
                 Err(e) => return Err(e).with_context(|| format!("creating topic {topic}")),
             }
         }
+        // In a cluster the topic reaches every node (and its partitions
+        // elect leaders) shortly after the create returns: start the clock
+        // only once every partition answers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        for topic in topics {
+            loop {
+                let ready = match self.admin.describe_topic(topic).await {
+                    Ok(info) => {
+                        info.partitions.len() as u32 >= partitions
+                            && info.partitions.iter().all(|p| p.error.is_none())
+                    }
+                    Err(e) if e.is_retryable() => false,
+                    Err(e) => return Err(e).with_context(|| format!("describing topic {topic}")),
+                };
+                if ready {
+                    break;
+                }
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "topic {topic}: partitions not all available within 30 s"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
         Ok(())
     }
 

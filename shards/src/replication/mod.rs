@@ -26,7 +26,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use sprawl_cluster::replica::{
@@ -567,12 +567,7 @@ async fn flush_queue(queue: &Rc<RefCell<WriteQueue>>, part: &Partition) -> bool 
             None => break,
             Some(WriteOp::Truncate(from)) => part.log.truncate_raft_suffix(from).await,
             Some(WriteOp::Append(entry)) => {
-                let (bytes, control) = segment_log::stored_form(&entry);
-                let batch = if control {
-                    sprawl_storage::batch::control_batch(&bytes)
-                } else {
-                    BytesMut::from(&bytes[..])
-                };
+                let (batch, control) = segment_log::stored_batch(&entry);
                 let stamp = RaftStamp {
                     term: entry.term,
                     index: entry.index,

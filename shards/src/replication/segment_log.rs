@@ -224,15 +224,17 @@ impl SegmentReplicaLog {
     }
 }
 
-/// How an entry is stored: `(batch or control payload, is control)`.
-pub fn stored_form(entry: &Entry) -> (Vec<u8>, bool) {
+/// The batch an entry is stored as: its data batch (copied once, into
+/// the buffer the log stamps), or a control batch carrying the entry type
+/// byte and the entry's data. `(batch, is control)`.
+pub fn stored_batch(entry: &Entry) -> (bytes::BytesMut, bool) {
     if entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty() {
-        (entry.data.to_vec(), false)
+        (bytes::BytesMut::from(&entry.data[..]), false)
     } else {
         let mut payload = Vec::with_capacity(1 + entry.data.len());
         payload.push(entry.get_entry_type() as u8);
         payload.extend_from_slice(&entry.data);
-        (payload, true)
+        (sprawl_storage::batch::control_batch(&payload), true)
     }
 }
 
