@@ -165,6 +165,29 @@ pub enum ClusterCommand {
     /// Members (this node first): state, rack, addresses, shards, load;
     /// gossip counters, including packets that failed authentication.
     Status(AdminArgs),
+    /// Replicated partitions of a topic as every member sees them: Raft
+    /// leader, term, commit index, voters, in-sync replicas, follower lag.
+    Replicas {
+        topic: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Move a partition's replica from one node to another, live: the new
+    /// node is added as a learner, catches up, is promoted, and the old one
+    /// is removed (Raft membership changes). Sent to the partition's leader,
+    /// found through the members' admin endpoints; waits until done.
+    MoveReplica {
+        topic: String,
+        partition: u32,
+        /// Node whose replica moves (not the leader).
+        #[arg(long)]
+        from: u64,
+        /// Node that receives it.
+        #[arg(long)]
+        to: u64,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 /// Where the node's admin HTTP endpoint is.

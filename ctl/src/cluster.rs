@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::admin_http::AdminEndpoint;
+use crate::admin_http::{query, AdminEndpoint, Method};
 use crate::cli::{AdminArgs, Format};
 use crate::output::{print, print_json};
 use crate::table::{Align, Table};
@@ -119,5 +119,168 @@ mod tests {
         );
         let off = status_text(&serde_json::json!({"enabled": false, "members": []}));
         assert!(off.contains("clustering is off"), "{off}");
+    }
+}
+
+/// Every member's admin address (this node's first), from `/cluster`.
+async fn member_admins(args: &AdminArgs, timeout: Duration) -> anyhow::Result<Vec<(u64, String)>> {
+    let answer = AdminEndpoint::new(&args.admin, timeout)
+        .get("/cluster")
+        .await?;
+    let mut out = Vec::new();
+    for m in
+        std::iter::once(&answer["local"]).chain(answer["members"].as_array().into_iter().flatten())
+    {
+        if let (Some(id), Some(admin)) = (m["node_id"].as_u64(), m["admin"].as_str()) {
+            if m["state"] == "alive" || m == &answer["local"] {
+                out.push((id, admin.to_string()));
+            }
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "{} knows no cluster members", args.admin);
+    Ok(out)
+}
+
+/// `(node, partition state)` of every replica of `topic` the members hold.
+async fn replica_states(
+    args: &AdminArgs,
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<(u64, Value)>> {
+    let mut out = Vec::new();
+    for (node, admin) in member_admins(args, timeout).await? {
+        let Ok(answer) = AdminEndpoint::new(&admin, timeout).get("/topics").await else {
+            continue;
+        };
+        let topics = answer["topics"].as_array().cloned().unwrap_or_default();
+        for t in topics.iter().filter(|t| t["name"] == topic) {
+            for p in t["partition_state"].as_array().into_iter().flatten() {
+                if !p["replica"].is_null() {
+                    out.push((node, p.clone()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub async fn replicas(
+    args: &AdminArgs,
+    topic: &str,
+    timeout: Duration,
+    format: Format,
+) -> anyhow::Result<()> {
+    let states = replica_states(args, topic, timeout).await?;
+    anyhow::ensure!(
+        !states.is_empty(),
+        "no node holds a replica of {topic:?} (not replicated, or unknown)"
+    );
+    if let Format::Json = format {
+        let rows: Vec<Value> = states
+            .iter()
+            .map(|(node, p)| serde_json::json!({ "node": node, "partition": p }))
+            .collect();
+        return print_json(&Value::Array(rows));
+    }
+    let mut table = Table::new(&[
+        ("PARTITION", Align::Right),
+        ("NODE", Align::Right),
+        ("ROLE", Align::Left),
+        ("TERM", Align::Right),
+        ("COMMIT", Align::Right),
+        ("HIGH_WATERMARK", Align::Right),
+        ("LOG_END", Align::Right),
+        ("VOTERS", Align::Left),
+        ("IN_SYNC", Align::Left),
+        ("FOLLOWER_LAG", Align::Left),
+    ]);
+    let mut states = states;
+    states.sort_by_key(|(node, p)| (p["partition"].as_u64(), *node));
+    for (node, p) in &states {
+        let r = &p["replica"];
+        let leader = r["leader"].as_u64();
+        let role = match leader {
+            Some(l) if l == *node => "leader",
+            Some(_) => "follower",
+            None => "no leader",
+        };
+        let list = |v: &Value| {
+            v.as_array()
+                .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(","))
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "-".into())
+        };
+        let lag = r["followers"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .map(|f| format!("{}:{}", cell(&f["node"]), cell(&f["lag_entries"])))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "-".into());
+        table.row(vec![
+            cell(&p["partition"]),
+            node.to_string(),
+            role.to_string(),
+            cell(&r["term"]),
+            cell(&r["commit_index"]),
+            cell(&p["high_watermark"]),
+            cell(&p["log_end_offset"]),
+            list(&r["voters"]),
+            list(&r["in_sync"]),
+            lag,
+        ]);
+    }
+    print(&table.render())
+}
+
+pub async fn move_replica(
+    args: &AdminArgs,
+    topic: &str,
+    partition: u32,
+    from: u64,
+    to: u64,
+    timeout: Duration,
+    format: Format,
+) -> anyhow::Result<()> {
+    let admins = member_admins(args, timeout).await?;
+    let states = replica_states(args, topic, timeout).await?;
+    let leader = states
+        .iter()
+        .find(|(node, p)| {
+            p["partition"].as_u64() == Some(u64::from(partition))
+                && p["replica"]["leader"].as_u64() == Some(*node)
+        })
+        .map(|(node, _)| *node)
+        .ok_or_else(|| anyhow::anyhow!("{topic}/{partition}: no replica reports itself leader"))?;
+    let admin = admins
+        .iter()
+        .find(|(node, _)| *node == leader)
+        .map(|(_, a)| a.clone())
+        .expect("the leader answered through its admin address");
+    let target = format!(
+        "/partitions/move-replica{}",
+        query(&[
+            ("topic", topic.to_string()),
+            ("partition", partition.to_string()),
+            ("from", from.to_string()),
+            ("to", to.to_string()),
+        ])
+    );
+    // A move waits for the new replica to catch up: give it minutes.
+    let answer = AdminEndpoint::new(&admin, timeout)
+        .request(Method::Post, &target, Duration::from_secs(300).max(timeout))
+        .await?;
+    match format {
+        Format::Json => print_json(&answer),
+        Format::Text => print(&format!(
+            "moved {topic}/{partition} from node {from} to node {to} through leader {leader} in {} ms \
+             (caught up after {} ms); replicas now {}\n",
+            cell(&answer["duration_ms"]),
+            cell(&answer["caught_up_ms"]),
+            cell(&answer["replicas"])
+        )),
     }
 }

@@ -83,6 +83,16 @@ async fn run_admin(
         AdminCommand::Cluster(ClusterCommand::Status(args)) => {
             cluster::status(args, timeout, format).await
         }
+        AdminCommand::Cluster(ClusterCommand::Replicas { topic, admin }) => {
+            cluster::replicas(admin, topic, timeout, format).await
+        }
+        AdminCommand::Cluster(ClusterCommand::MoveReplica {
+            topic,
+            partition,
+            from,
+            to,
+            admin,
+        }) => cluster::move_replica(admin, topic, *partition, *from, *to, timeout, format).await,
     }
 }
 

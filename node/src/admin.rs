@@ -27,6 +27,8 @@ pub struct AdminState {
     pub cluster: Option<crate::gossip::SharedView>,
     /// The metadata Raft view, when the cluster plane runs.
     pub routes: Option<crate::cluster::meta::SharedRoutes>,
+    /// Requests into the shards (replica moves).
+    pub control: sprawl_shards::ControlHandle,
 }
 
 /// Binds `addr` and serves on a background thread.
@@ -70,6 +72,10 @@ fn serve(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         Some(load) => crate::load::http::route(method, path, load),
         None => crate::load::http::route_disabled(path),
     };
+    let routed = routed.or_else(|| {
+        (method == "POST" && path.split('?').next() == Some("/partitions/move-replica"))
+            .then(|| move_replica(state, path))
+    });
     let (status, content_type, body) = if let Some(answer) = routed {
         match answer {
             Ok(value) => ("200 OK", "application/json", value.to_string() + "\n"),
@@ -127,6 +133,51 @@ fn serve(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         body.len()
     )?;
     stream.flush()
+}
+
+/// `POST /partitions/move-replica?topic=T&partition=P&from=N&to=M`, on the
+/// partition's leader: moves the replica on node N to node M, live, and
+/// answers when the move is done (it blocks this request's thread only).
+fn move_replica(state: &AdminState, path: &str) -> Result<Value, (u16, String)> {
+    let query: std::collections::HashMap<&str, &str> = path
+        .split_once('?')
+        .map(|(_, q)| q.split('&').filter_map(|kv| kv.split_once('=')).collect())
+        .unwrap_or_default();
+    let field = |k: &str| {
+        query
+            .get(k)
+            .copied()
+            .ok_or_else(|| (400, format!("missing query parameter {k}")))
+    };
+    let number = |k: &str| {
+        field(k)?
+            .parse::<u64>()
+            .map_err(|e| (400, format!("{k}: {e}")))
+    };
+    let request = sprawl_shards::ShardRequest::MoveReplica {
+        topic: field("topic")?.to_string(),
+        partition: number("partition")? as u32,
+        from: number("from")?,
+        to: number("to")?,
+    };
+    match state.control.call(request) {
+        Ok(sprawl_shards::ShardReply::ReplicaMoved(r)) => Ok(json!({
+            "replicas": r.replicas,
+            "caught_up_ms": r.caught_up_ms,
+            "duration_ms": r.duration_ms,
+        })),
+        Ok(other) => Err((500, format!("unexpected answer {other:?}"))),
+        Err(e) => {
+            let code = match &e {
+                sprawl_shards::ShardError::UnknownTopic(_)
+                | sprawl_shards::ShardError::UnknownPartition { .. } => 404,
+                sprawl_shards::ShardError::InvalidRequest(_) => 400,
+                sprawl_shards::ShardError::NotLeader(_) => 409,
+                _ => 503,
+            };
+            Err((code, e.to_string()))
+        }
+    }
 }
 
 fn snapshots(state: &AdminState) -> Vec<ShardSnapshot> {

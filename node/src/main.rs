@@ -209,6 +209,7 @@ fn run() -> anyhow::Result<()> {
             .as_ref()
             .and(node.cluster.as_ref())
             .map(|c| c.routes.clone()),
+        control: runtime.control.clone(),
     });
     let admin_addr = admin::spawn(config.admin, admin_state)
         .with_context(|| format!("binding admin HTTP on {}", config.admin))?;

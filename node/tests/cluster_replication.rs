@@ -8,6 +8,9 @@
 //!   (read through each node) agrees.
 //! - Produced through a node that leads none of the partitions, read back
 //!   through another: byte-exact.
+//! - A fourth node joins and a replica moves to it live, under load
+//!   (learner, catch-up, promotion, removal of the old one): nothing
+//!   acknowledged is lost, and the new replica's log equals the others'.
 
 mod common;
 
@@ -245,5 +248,105 @@ fn produced_through_a_non_leader_read_back_through_another_node() {
         assert_eq!(total, MESSAGES, "no fault: every message acknowledged");
         let client = cluster.client(reader, false).await;
         verify(&client, &acked).await;
+    });
+}
+
+#[test]
+fn a_replica_moves_to_a_new_node_live_under_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let cluster = TestCluster::start(4);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = cluster.client(0, true).await;
+        client
+            .create_topic_replicated(TOPIC, 1, Some(3), None, None)
+            .await
+            .unwrap();
+    });
+    let holders: Vec<usize> = (0..4)
+        .filter(|&i| replica_view(&cluster, i, 0).is_some())
+        .collect();
+    wait_for("three replicas open", || {
+        (0..4)
+            .filter(|&i| replica_view(&cluster, i, 0).is_some())
+            .count()
+            == 3
+    });
+    let leader = stable_leader(&cluster, &[0, 1, 2, 3], 0);
+    let holders: Vec<usize> = if holders.len() == 3 {
+        holders
+    } else {
+        (0..4)
+            .filter(|&i| replica_view(&cluster, i, 0).is_some())
+            .collect()
+    };
+    let target = (0..4).find(|i| !holders.contains(i)).unwrap();
+    let from = holders.iter().copied().find(|&i| i != leader).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // The move runs on a thread (one blocking admin request to the
+    // partition's leader) while this one produces.
+    let mover = {
+        let (admin, stop) = (cluster.nodes[leader].admin, stop.clone());
+        let path = format!(
+            "/partitions/move-replica?topic={TOPIC}&partition=0&from={}&to={}",
+            from + 1,
+            target + 1
+        );
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let answer = common::admin_request(admin, "POST", &path);
+            // Keep producing for a moment with the new replica set.
+            std::thread::sleep(Duration::from_millis(500));
+            stop.store(true, Ordering::Relaxed);
+            answer
+        })
+    };
+    let mut acked = BTreeMap::new();
+    rt.block_on(async {
+        let client = cluster.client((leader + 1) % 4, true).await;
+        let mut next = 0;
+        while !stop.load(Ordering::Relaxed) {
+            produce(&client, next..next + 100, 1, &mut acked).await;
+            next += 100;
+        }
+    });
+    let (status, body) = mover.join().unwrap().expect("the move request is answered");
+    assert!(status.contains("200"), "{status}: {body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let mut want: Vec<u64> = holders
+        .iter()
+        .filter(|&&i| i != from)
+        .map(|&i| i as u64 + 1)
+        .chain([target as u64 + 1])
+        .collect();
+    want.sort_unstable();
+    assert_eq!(answer["replicas"], serde_json::json!(want), "{body}");
+    let total: usize = acked.values().map(BTreeMap::len).sum();
+    assert!(total >= 300, "produced under load: {total}");
+    // The new replica holds what the others hold; the old one let go.
+    wait_for("the new replica's log equals the leader's", || {
+        let end = |i| {
+            replica_view(&cluster, i, 0)?;
+            let (_, body) = cluster.nodes[i].admin_get("/topics");
+            let v: Value = serde_json::from_str(&body).ok()?;
+            v["topics"][0]["partition_state"][0]["log_end_offset"].as_u64()
+        };
+        end(target).is_some() && end(target) == end(leader)
+    });
+    wait_for("the old replica's copy is gone", || {
+        !cluster.slots[from]
+            .dir
+            .path()
+            .join("topics")
+            .join(TOPIC)
+            .join("0")
+            .exists()
+    });
+    rt.block_on(async {
+        for i in 0..4 {
+            let client = cluster.client(i, false).await;
+            verify(&client, &acked).await;
+        }
     });
 }

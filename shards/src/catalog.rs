@@ -50,6 +50,11 @@ pub struct TopicCatalog {
     /// Raft group, open on every node of its set.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub replicas: BTreeMap<String, Vec<Vec<u32>>>,
+    /// The replica sets a replicated topic was created with: they found
+    /// each partition's Raft group (bootstrap voters); a node added later
+    /// joins it as a learner instead.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub initial_replicas: BTreeMap<String, Vec<Vec<u32>>>,
     /// In a cluster: the metadata log index this catalog reflects. Raft
     /// replays the log after its last snapshot at every start; entries
     /// below this index were applied already and must not be again (a
@@ -164,6 +169,7 @@ impl TopicCatalog {
         self.moving.remove(name);
         self.leaders.remove(name);
         self.replicas.remove(name);
+        self.initial_replicas.remove(name);
         self.version += 1;
         Ok(cfg)
     }
@@ -185,6 +191,15 @@ impl TopicCatalog {
             .and_then(|sets| sets.get(partition as usize))
             .map(Vec::as_slice)
             .filter(|set| set.len() > 1)
+    }
+
+    /// Whether `node` founded the Raft group of a replicated partition
+    /// (it was in the replica set the topic was created with).
+    pub fn founded_by(&self, topic: &str, partition: u32, node: u32) -> bool {
+        self.initial_replicas
+            .get(topic)
+            .and_then(|sets| sets.get(partition as usize))
+            .is_some_and(|set| set.contains(&node))
     }
 
     /// Whether the committed topic `config` is another topic than the one
@@ -215,6 +230,10 @@ impl TopicCatalog {
         }
         if !self.topics.contains_key(name) {
             self.create(name, config)?;
+            if replicas.iter().any(|set| set.len() > 1) {
+                self.initial_replicas
+                    .insert(name.to_string(), replicas.clone());
+            }
         }
         self.leaders.insert(name.to_string(), leaders);
         if replicas.iter().any(|set| set.len() > 1) {

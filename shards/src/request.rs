@@ -77,6 +77,14 @@ pub enum ShardRequest {
         topic: String,
         partition: u32,
     },
+    /// On the partition's Raft leader: move the replica on node `from` to
+    /// node `to`, live (see `Replication::move_replica`).
+    MoveReplica {
+        topic: String,
+        partition: u32,
+        from: u64,
+        to: u64,
+    },
 }
 
 /// A topic as the cluster's metadata group committed it.
@@ -108,6 +116,9 @@ impl ShardRequest {
                 topic, partition, ..
             }
             | Self::CommittedOffset {
+                topic, partition, ..
+            }
+            | Self::MoveReplica {
                 topic, partition, ..
             } => Some((topic, *partition)),
             Self::CreateTopic { .. }
@@ -161,6 +172,8 @@ pub enum ShardReply {
         log_end: u64,
         duration_ms: u64,
     },
+    /// A replica move completed.
+    ReplicaMoved(crate::replication::MoveReport),
     Done,
 }
 

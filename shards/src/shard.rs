@@ -469,6 +469,19 @@ impl Shard {
             ShardRequest::ReleasePartition { topic, partition } => {
                 self.release_partition(&topic, partition).await
             }
+            ShardRequest::MoveReplica {
+                topic,
+                partition,
+                from,
+                to,
+            } => {
+                self.partition(&topic, partition)?;
+                let r = self.replication.as_ref().ok_or_else(|| {
+                    ShardError::InvalidRequest("replication is off on this node".into())
+                })?;
+                let report = r.move_replica(&topic, partition, from, to).await?;
+                Ok(ShardReply::ReplicaMoved(report))
+            }
         }
     }
 
@@ -588,11 +601,20 @@ impl Shard {
         if catalog.version < self.catalog.borrow().version {
             return Ok(());
         }
+        // Gone: deleted topics, and replicas moved off this node.
+        let me = self.config.node_id;
         let removed: Vec<(String, u32)> = self
             .partitions
             .borrow()
             .keys()
-            .filter(|(t, p)| catalog.get(t).is_none_or(|c| *p >= c.partitions))
+            .filter(|(t, p)| {
+                catalog.get(t).is_none_or(|c| *p >= c.partitions)
+                    || me.is_some_and(|me| {
+                        catalog
+                            .replicas_of(t, *p)
+                            .is_some_and(|set| !set.contains(&me))
+                    })
+            })
             .cloned()
             .collect();
         for key in removed {
@@ -683,7 +705,11 @@ impl Shard {
             let p = Rc::new(p);
             if let (Some(r), Some(set)) = (&self.replication, &replicas) {
                 p.mark_replicated();
-                if let Err(e) = r.add_partition(p.clone(), cfg.created_ms, set) {
+                let founder = self
+                    .config
+                    .node_id
+                    .is_some_and(|me| self.catalog.borrow().founded_by(&topic, partition, me));
+                if let Err(e) = r.add_partition(p.clone(), cfg.created_ms, set, founder) {
                     tracing::error!(shard = self.id, %topic, partition, error = %e, "starting the partition replica failed");
                     return Err(e);
                 }

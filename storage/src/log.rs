@@ -484,6 +484,23 @@ impl PartitionLog {
             let seg = &st.segments[st
                 .segment_index(loc.segment_base)
                 .expect("raft entries point at live segments")];
+            if u64::from(loc.position) >= seg.written_bytes {
+                // Not written yet (and out of the ring): in the pending
+                // queue, whose batches are the log's last, all Raft entries.
+                let (last, _) = st.raft.last().expect("holds from_index");
+                let behind = (last - from_index) as usize;
+                let first = st.pending.len() - 1 - behind;
+                let mut out = Vec::new();
+                let mut taken = 0usize;
+                for b in st.pending.range(first..) {
+                    if !out.is_empty() && taken + b.len() > bytes_max {
+                        break;
+                    }
+                    taken += b.len();
+                    out.push(b.clone());
+                }
+                return Ok(out);
+            }
             (
                 seg.paths.log.clone(),
                 u64::from(loc.position),

@@ -10,6 +10,10 @@ use super::partition::{PartitionReplica, ProposalId, ReplicaError, ReplicaEvent}
 use super::GroupId;
 use crate::meta::MembershipChange;
 
+/// Envelopes are cut at about this many bytes of entries (a group may
+/// have 64 appends of 1 MiB in flight; a node-to-node frame holds 64 MiB).
+pub const ENVELOPE_SPLIT_BYTES: usize = 8 << 20;
+
 /// One envelope to hand to the transport for node `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outbound {
@@ -191,7 +195,10 @@ impl<L: ReplicaLog> ReplicaHost<L> {
     /// holding all groups' messages for it. Events go to
     /// [`ReplicaHost::take_events`].
     pub fn poll_output(&mut self) -> Vec<Outbound> {
-        let mut builders: BTreeMap<u64, EnvelopeBuilder> = BTreeMap::new();
+        // Per destination: the envelope being filled and its approximate
+        // size; a full one is set aside so no frame outgrows the transport.
+        let mut builders: BTreeMap<u64, (EnvelopeBuilder, usize)> = BTreeMap::new();
+        let mut full: Vec<(u64, EnvelopeBuilder)> = Vec::new();
         for (&group, replica) in self.groups.iter_mut() {
             if replica.is_stopped() {
                 continue;
@@ -199,10 +206,24 @@ impl<L: ReplicaLog> ReplicaHost<L> {
             match replica.poll() {
                 Ok(out) => {
                     for m in out.messages {
-                        builders
-                            .entry(m.to)
-                            .or_insert_with(|| EnvelopeBuilder::new(self.node_id, m.to))
-                            .push(group, m);
+                        let size = 64
+                            + m.get_entries()
+                                .iter()
+                                .map(|e| e.data.len() + 32)
+                                .sum::<usize>()
+                            + m.get_snapshot().data.len();
+                        let to = m.to;
+                        let (builder, bytes) = builders
+                            .entry(to)
+                            .or_insert_with(|| (EnvelopeBuilder::new(self.node_id, to), 0));
+                        if *bytes > 0 && *bytes + size > ENVELOPE_SPLIT_BYTES {
+                            let done =
+                                std::mem::replace(builder, EnvelopeBuilder::new(self.node_id, to));
+                            full.push((to, done));
+                            *bytes = 0;
+                        }
+                        *bytes += size;
+                        builder.push(group, m);
                     }
                     self.events.extend(out.events);
                 }
@@ -212,8 +233,11 @@ impl<L: ReplicaLog> ReplicaHost<L> {
                 }),
             }
         }
-        let mut outbound = Vec::with_capacity(builders.len());
-        for (to, builder) in builders {
+        let mut outbound = Vec::with_capacity(builders.len() + full.len());
+        let all = full
+            .into_iter()
+            .chain(builders.into_iter().map(|(to, (b, _))| (to, b)));
+        for (to, builder) in all {
             self.stats.heartbeats_superseded += builder.superseded;
             let envelope = builder.finish();
             match envelope.encode() {

@@ -103,6 +103,15 @@ pub trait ReplicaLog {
     /// the data out of band (segments from the leader or tiered storage);
     /// [`MemReplicaLog`] carries the entries themselves.
     fn snapshot_payload(&self, through: u64) -> Result<Vec<u8>, ReplicaLogError>;
+    /// For a log that is never compacted past its bootstrap snapshot: the
+    /// snapshot a replica joining the group as node `to` starts from — the
+    /// bootstrap index and term, the initial membership with `to` added as
+    /// a learner (if it is not an initial voter) and no data — after which
+    /// it receives every entry, membership changes included, from the
+    /// leader. `None` (the default): send the regular snapshot.
+    fn base_snapshot(&self, _to: u64) -> Option<LogSnapshot> {
+        None
+    }
     /// Replace the whole log by "it starts after `snapshot.index`", with the
     /// payload from [`ReplicaLog::snapshot_payload`]. Durable on return,
     /// together with every write before it.

@@ -301,7 +301,13 @@ impl<L: ReplicaLog> raft::Storage for LogStore<L> {
     /// A snapshot at the applied index: "the log starts after `applied`",
     /// the membership as of it, and the log's payload (how to fetch the
     /// data). Only sent to followers whose next entry is compacted away.
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        if let Some(base) = self.log.base_snapshot(to) {
+            if base.index >= request_index {
+                let payload = super::log::encode_payload(&[]);
+                return Ok(snapshot_of(base.index, base.term, base.conf_state, payload));
+            }
+        }
         let index = self.applied.max(self.log.start().0);
         if index < request_index {
             return Err(raft::Error::Store(

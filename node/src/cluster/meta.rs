@@ -376,7 +376,15 @@ impl MetaDriver {
                     });
                     return;
                 };
-                if current.leader == node || current.leader_epoch >= term {
+                if !current.replicas.contains(&node) {
+                    let _ = reply.send(PeerResponse::Rejected {
+                        kind: RejectKind::Invalid,
+                        message: format!("node {node} keeps no replica of {topic}/{partition}"),
+                    });
+                    return;
+                }
+                let epoch = term << super::protocol::EPOCH_TERM_SHIFT;
+                if current.leader_epoch >= epoch {
                     // Already recorded, or a later leader is.
                     let index = self.node.applied_index();
                     let _ = reply.send(PeerResponse::Committed { index });
@@ -387,7 +395,27 @@ impl MetaDriver {
                     partition,
                     replicas: current.replicas.clone(),
                     leader: node,
-                    leader_epoch: term,
+                    leader_epoch: epoch,
+                }
+            }
+            PeerRequest::SetReplicas {
+                topic,
+                partition,
+                replicas,
+            } => {
+                let Some(current) = self.node.state().partition(&topic, partition) else {
+                    let _ = reply.send(PeerResponse::Rejected {
+                        kind: RejectKind::UnknownTopic,
+                        message: format!("no partition {topic}/{partition}"),
+                    });
+                    return;
+                };
+                MetaCommand::SetAssignment {
+                    topic,
+                    partition,
+                    replicas,
+                    leader: current.leader,
+                    leader_epoch: current.leader_epoch + 1,
                 }
             }
             PeerRequest::MetaRaft { .. } | PeerRequest::PartitionRaft { .. } => return,

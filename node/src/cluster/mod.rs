@@ -131,9 +131,28 @@ impl ClusterHandle {
             }
             tracing::debug!(%topic, partition, term, "claimed partition leadership");
         });
+        let me = self.clone();
+        let set_replicas = Arc::new(move |topic: String, partition: u32, replicas: Vec<u64>| {
+            let me = me.clone();
+            let request = PeerRequest::SetReplicas {
+                topic,
+                partition,
+                replicas,
+            };
+            let answer: std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<(), String>> + Send>,
+            > = Box::pin(async move {
+                match me.change(request).await {
+                    PeerResponse::Committed { .. } => Ok(()),
+                    PeerResponse::Rejected { message, .. } => Err(message),
+                }
+            });
+            answer
+        });
         sprawl_shards::replication::ReplicationHooks {
             send,
             claim_leadership: claim,
+            set_replicas,
         }
     }
 

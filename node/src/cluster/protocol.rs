@@ -50,7 +50,19 @@ pub enum PeerRequest {
         node: u64,
         term: u64,
     },
+    /// A partition's leader moving a replica: record `replicas` as the
+    /// replica set (same leader, next leader epoch).
+    SetReplicas {
+        topic: String,
+        partition: u32,
+        replicas: Vec<u64>,
+    },
 }
+
+/// Leader epochs: the Raft term of the partition group in the high bits
+/// (a new leader's claim always exceeds every earlier epoch), a counter of
+/// replica-set changes within the term in the low 16.
+pub const EPOCH_TERM_SHIFT: u32 = 16;
 
 /// Why a forwarded change failed, in terms the client protocol can carry.
 /// A byte string as one length-prefixed run (serde's default for `Vec<u8>`

@@ -30,8 +30,8 @@ use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use sprawl_cluster::replica::{
-    FailReason, GroupId, PartitionReplica, ProposalId, ReplicaConfig, ReplicaError, ReplicaEvent,
-    ReplicaHost, ReplicaLog,
+    FailReason, GroupId, MembershipChange, PartitionReplica, ProposalId, ReplicaConfig,
+    ReplicaError, ReplicaEvent, ReplicaHost, ReplicaLog,
 };
 use sprawl_storage::log::RaftStamp;
 
@@ -55,12 +55,38 @@ pub type SendEnvelope = Arc<dyn Fn(u64, usize, Vec<u8>) + Send + Sync>;
 /// (`topic`, `partition`) in Raft term `term`.
 pub type ClaimLeadership = Arc<dyn Fn(String, u32, u64) + Send + Sync>;
 
+/// Asks the metadata group to record `replicas` as the replica set of
+/// (`topic`, `partition`); resolves once committed and applied here.
+pub type SetReplicas = Arc<
+    dyn Fn(
+            String,
+            u32,
+            Vec<u64>,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// How a shard's replication reaches other nodes (given by the node).
 #[derive(Clone)]
 pub struct ReplicationHooks {
     pub send: SendEnvelope,
     pub claim_leadership: ClaimLeadership,
+    pub set_replicas: SetReplicas,
 }
+
+/// What a finished replica move reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveReport {
+    pub replicas: Vec<u64>,
+    /// From the start until the new replica had caught up.
+    pub caught_up_ms: u64,
+    pub duration_ms: u64,
+}
+
+/// How long a new replica may take to catch up before a move gives up.
+const MOVE_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl std::fmt::Debug for ReplicationHooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -213,6 +239,7 @@ impl Replication {
         part: Rc<Partition>,
         created_ms: i64,
         replicas: &[u32],
+        founder: bool,
     ) -> Result<(), ShardError> {
         let group = group_id(&part.topic, created_ms, part.partition);
         let state_path = part.dir.join("raft-state");
@@ -222,8 +249,15 @@ impl Replication {
         let seed = self.node_id.rotate_left(17) ^ group.0 ^ crate::shard::now_ms() as u64;
         let config = ReplicaConfig::new(self.node_id, group, seed);
         let voters: Vec<u64> = replicas.iter().map(|&n| u64::from(n)).collect();
-        let replica = PartitionReplica::bootstrap(config, log, &voters)
-            .map_err(|e| ShardError::Storage(format!("starting the replica of {group}: {e}")))?;
+        // A founder bootstraps the group (the same snapshot on every
+        // founder); a replica added later starts empty and is sent the
+        // group's base snapshot, then every entry, by its leader.
+        let replica = if founder {
+            PartitionReplica::bootstrap(config, log, &voters)
+        } else {
+            PartitionReplica::open(config, log)
+        }
+        .map_err(|e| ShardError::Storage(format!("starting the replica of {group}: {e}")))?;
         self.host
             .borrow_mut()
             .add_group(replica)
@@ -310,8 +344,15 @@ impl Replication {
         })?;
         // A batch enters the Raft log only valid: every replica must be
         // able to append it.
-        sprawl_storage::batch::validate_incoming(&batch)
+        let incoming = sprawl_storage::batch::validate_incoming(&batch)
             .map_err(|e| ShardError::CorruptBatch(e.to_string()))?;
+        if incoming.record_count == 0 {
+            // Control batches are Raft's own; a producer's would be stored
+            // as data and refused by every replica's log.
+            return Err(ShardError::CorruptBatch(
+                "a batch without records (control batches are not produced)".into(),
+            ));
+        }
         let proposed = self.host.borrow_mut().propose(group, batch.to_vec());
         let id = proposed.map_err(|e| match e {
             ReplicaError::NotLeader { .. } => ShardError::NotLeader(e.to_string()),
@@ -353,6 +394,139 @@ impl Replication {
         })?;
         let next = log.raft_next_offset(index).unwrap_or(loc.base_offset);
         Ok((loc.base_offset, next))
+    }
+
+    /// Moves this partition's replica on node `from` to node `to`, live:
+    /// the metadata adds `to` to the replica set (it opens an empty
+    /// replica), the group adds it as a learner, waits until it caught up,
+    /// promotes it, removes `from`, and the metadata drops `from` (which
+    /// closes its copy). Runs on the partition's leader; `from` must not be
+    /// the leader (move leadership first).
+    pub async fn move_replica(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        to: u64,
+    ) -> Result<MoveReport, ShardError> {
+        let started = Instant::now();
+        let group = self.group_of(topic, partition).ok_or_else(|| {
+            ShardError::NotLeader(format!("{topic}/{partition} has no replica here"))
+        })?;
+        let invalid = |m: String| Err(ShardError::InvalidRequest(m));
+        let (voters, learners) = {
+            let host = self.host.borrow();
+            let r = host
+                .group(group)
+                .ok_or_else(|| ShardError::NotLeader("the partition closed".into()))?;
+            if !r.is_leader() {
+                return Err(ShardError::NotLeader(format!(
+                    "node {} does not lead {topic}/{partition} (leader: {:?})",
+                    self.node_id,
+                    r.leader()
+                )));
+            }
+            r.members()
+        };
+        if from == self.node_id {
+            return invalid(format!(
+                "node {from} leads {topic}/{partition}: move leadership away before moving its replica"
+            ));
+        }
+        if !voters.contains(&from) {
+            return invalid(format!("node {from} is not a voter of {topic}/{partition}"));
+        }
+        if voters.contains(&to) {
+            return invalid(format!("node {to} already keeps {topic}/{partition}"));
+        }
+        let mut with_target = voters.clone();
+        with_target.push(to);
+        with_target.sort_unstable();
+        (self.hooks.set_replicas)(topic.to_string(), partition, with_target.clone())
+            .await
+            .map_err(ShardError::NotLeader)?;
+        if !learners.contains(&to) {
+            self.change_membership(group, MembershipChange::AddLearner(to))
+                .await?;
+        }
+        let deadline = Instant::now() + MOVE_CATCH_UP_TIMEOUT;
+        loop {
+            let caught_up = self
+                .host
+                .borrow()
+                .group(group)
+                .is_some_and(|r| r.learner_caught_up(to));
+            if caught_up {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(ShardError::PartitionMoving(format!(
+                    "node {to} did not catch up with {topic}/{partition} within {} s; it stays a learner",
+                    MOVE_CATCH_UP_TIMEOUT.as_secs()
+                )));
+            }
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+        let caught_up_ms = started.elapsed().as_millis() as u64;
+        self.change_membership(group, MembershipChange::Promote(to))
+            .await?;
+        self.change_membership(group, MembershipChange::Remove(from))
+            .await?;
+        let mut after: Vec<u64> = with_target.into_iter().filter(|&n| n != from).collect();
+        after.sort_unstable();
+        (self.hooks.set_replicas)(topic.to_string(), partition, after.clone())
+            .await
+            .map_err(ShardError::NotLeader)?;
+        Ok(MoveReport {
+            replicas: after,
+            caught_up_ms,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Proposes one membership change and waits until it is committed.
+    async fn change_membership(
+        &self,
+        group: GroupId,
+        change: MembershipChange,
+    ) -> Result<(), ShardError> {
+        let deadline = Instant::now() + PRODUCE_TIMEOUT;
+        let id = loop {
+            let proposed = self
+                .host
+                .borrow_mut()
+                .propose_membership_change(group, change);
+            match proposed {
+                Ok(id) => break id,
+                // The previous change is still being applied.
+                Err(ReplicaError::MembershipChangePending) if Instant::now() < deadline => {
+                    self.work.notify_all();
+                    glommio::timer::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(ShardError::NotLeader(format!("{change:?}: {e}"))),
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .borrow_mut()
+            .insert((group, id), Waiter { all: true, tx });
+        self.work.notify_all();
+        let outcome = futures_lite::future::or(async { rx.await.ok() }, async {
+            glommio::timer::sleep(PRODUCE_TIMEOUT).await;
+            None
+        })
+        .await;
+        match outcome {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(e),
+            None => {
+                self.waiters.borrow_mut().remove(&(group, id));
+                Err(ShardError::NotLeader(format!(
+                    "{change:?} not committed within {} s",
+                    PRODUCE_TIMEOUT.as_secs()
+                )))
+            }
+        }
     }
 
     fn fail_waiters(&self, group: GroupId, why: &str) {
@@ -403,9 +577,11 @@ impl Replication {
         let mut flush = false;
         let host = self.host.borrow();
         for (group, g) in self.groups.borrow().iter() {
-            if !g.queue.borrow().is_empty() {
+            let q = g.queue.borrow();
+            if !q.is_empty() && q.failed().is_none() {
                 flush = true;
             }
+            drop(q);
             let Some(r) = host.group(*group) else {
                 continue;
             };
@@ -523,7 +699,13 @@ impl Replication {
                 .groups
                 .borrow()
                 .iter()
-                .filter(|(_, g)| !g.queue.borrow().is_empty())
+                .filter(|(_, g)| {
+                    // A failed queue keeps its failed write at the front:
+                    // retrying it would spin; the group acknowledges
+                    // nothing more (its next call reports the failure).
+                    let q = g.queue.borrow();
+                    !q.is_empty() && q.failed().is_none()
+                })
                 .map(|(id, g)| (*id, g.queue.clone(), g.part.clone()))
                 .collect();
             if pending.is_empty() {

@@ -33,7 +33,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sprawl_cluster::raft::eraftpb::{ConfState, Entry, EntryType, HardState};
-use sprawl_cluster::replica::{LogSnapshot, ReplicaLog, ReplicaLogError};
+use sprawl_cluster::replica::{LogSnapshot, ReplicaLog, ReplicaLogError, BOOTSTRAP_INDEX};
 use sprawl_storage::batch::peek_header;
 use sprawl_storage::BATCH_HEADER_BYTES;
 
@@ -123,6 +123,10 @@ struct RaftStateFile {
     term: u64,
     vote: u64,
     commit: u64,
+    /// The group's voters at the bootstrap snapshot (index 1): what a
+    /// joining replica starts from (see `ReplicaLog::base_snapshot`).
+    #[serde(default)]
+    bootstrap_voters: Vec<u64>,
 }
 
 pub struct SegmentReplicaLog {
@@ -174,7 +178,16 @@ impl SegmentReplicaLog {
     fn save_state(&self) -> Result<(), ReplicaLogError> {
         let path = &self.state_path;
         let tmp = path.with_extension("tmp");
-        let bytes = serde_json::to_vec(&self.state).map_err(|e| io_error("encoding", path, e))?;
+        // The commit index is saved no higher than what the log durably
+        // holds in its final form: entries above may still be replaced by
+        // a queued truncation, or lost with an unsynced tail, and a restart
+        // must not take them for committed.
+        let mut state = self.state.clone();
+        state.commit = state
+            .commit
+            .min(self.synced_index())
+            .max(state.snapshot_index);
+        let bytes = serde_json::to_vec(&state).map_err(|e| io_error("encoding", path, e))?;
         let mut f = std::fs::File::create(&tmp).map_err(|e| io_error("creating", &tmp, e))?;
         f.write_all(&bytes)
             .and_then(|()| f.sync_all())
@@ -464,6 +477,27 @@ impl ReplicaLog for SegmentReplicaLog {
         )))
     }
 
+    fn base_snapshot(&self, to: u64) -> Option<LogSnapshot> {
+        let voters = &self.state.bootstrap_voters;
+        if voters.is_empty() || self.state.snapshot_index != BOOTSTRAP_INDEX {
+            return None;
+        }
+        let learners = if voters.contains(&to) {
+            Vec::new()
+        } else {
+            vec![to]
+        };
+        Some(LogSnapshot {
+            index: self.state.snapshot_index,
+            term: self.state.snapshot_term,
+            conf_state: ConfState {
+                voters: voters.clone(),
+                learners,
+                ..ConfState::default()
+            },
+        })
+    }
+
     fn install_snapshot(
         &mut self,
         snapshot: &LogSnapshot,
@@ -480,6 +514,7 @@ impl ReplicaLog for SegmentReplicaLog {
         }
         self.state.snapshot_index = snapshot.index;
         self.state.snapshot_term = snapshot.term;
+        self.state.bootstrap_voters = snapshot.conf_state.voters.clone();
         self.state.voters = snapshot.conf_state.voters.clone();
         self.state.learners = snapshot.conf_state.learners.clone();
         self.state.conf_index = snapshot.index;

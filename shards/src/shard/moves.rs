@@ -47,6 +47,17 @@ impl Shard {
                 )
                 .await;
         }
+        if self
+            .catalog()
+            .replicas_of(&topic, partition)
+            .is_some_and(|_| self.replication.is_some())
+        {
+            // Its Raft group is bound to the shard index its peers send to.
+            return Err(ShardError::InvalidRequest(format!(
+                "{topic}/{partition} is replicated: it moves between nodes \
+                 (`sprawlctl cluster move-replica`), not between shards"
+            )));
+        }
         let started = Instant::now();
         let from = {
             let _writer = self.catalog_writer.lock().await;
