@@ -17,10 +17,9 @@
 # `sprawlctl cert` into ./data/cluster/certs (clients verify nodes with
 # --ca-file ./data/cluster/certs/ca.pem).
 #
-# Topics are placed on the nodes by rendezvous hashing and every node
-# forwards requests for partitions it does not lead. Each partition lives
-# on one node (replication factor 1): partition replication is not wired
-# in yet.
+# Topics are placed on the nodes by rendezvous hashing (3 replicas per
+# partition on 3 or more nodes, each partition one Raft group) and every
+# node forwards requests for partitions it does not lead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${SPRAWL_CLUSTER_DIR:-./data/cluster}"

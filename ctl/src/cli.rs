@@ -179,7 +179,8 @@ pub enum ClusterCommand {
     MoveReplica {
         topic: String,
         partition: u32,
-        /// Node whose replica moves (not the leader).
+        /// Node whose replica moves (if it leads, leadership is handed to
+        /// another in-sync replica first).
         #[arg(long)]
         from: u64,
         /// Node that receives it.

@@ -246,33 +246,40 @@ pub async fn move_replica(
     format: Format,
 ) -> anyhow::Result<()> {
     let admins = member_admins(args, timeout).await?;
-    let states = replica_states(args, topic, timeout).await?;
-    let leader = states
-        .iter()
-        .find(|(node, p)| {
-            p["partition"].as_u64() == Some(u64::from(partition))
-                && p["replica"]["leader"].as_u64() == Some(*node)
-        })
-        .map(|(node, _)| *node)
-        .ok_or_else(|| anyhow::anyhow!("{topic}/{partition}: no replica reports itself leader"))?;
-    let admin = admins
-        .iter()
-        .find(|(node, _)| *node == leader)
-        .map(|(_, a)| a.clone())
-        .expect("the leader answered through its admin address");
-    let target = format!(
-        "/partitions/move-replica{}",
-        query(&[
-            ("topic", topic.to_string()),
-            ("partition", partition.to_string()),
-            ("from", from.to_string()),
-            ("to", to.to_string()),
-        ])
-    );
-    // A move waits for the new replica to catch up: give it minutes.
-    let answer = AdminEndpoint::new(&admin, timeout)
-        .request(Method::Post, &target, Duration::from_secs(300).max(timeout))
-        .await?;
+    // Moving the leader's own replica hands leadership on first (the node
+    // answers 409 "retry there"): find the leader again and retry.
+    let mut attempt = 0;
+    let (leader, answer) = loop {
+        attempt += 1;
+        let states = replica_states(args, topic, timeout).await?;
+        let leader = states
+            .iter()
+            .find(|(node, p)| {
+                p["partition"].as_u64() == Some(u64::from(partition))
+                    && p["replica"]["leader"].as_u64() == Some(*node)
+            })
+            .map(|(node, _)| *node);
+        let Some(leader) = leader else {
+            anyhow::ensure!(
+                attempt < 20,
+                "{topic}/{partition}: no replica reports itself leader"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        };
+        let admin = admins
+            .iter()
+            .find(|(node, _)| *node == leader)
+            .map(|(_, a)| a.clone())
+            .expect("the leader answered through its admin address");
+        match send_move(&admin, topic, partition, from, to, timeout).await {
+            Ok(answer) => break (leader, answer),
+            Err(e) if attempt < 20 && format!("{e:#}").contains("retry there") => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     match format {
         Format::Json => print_json(&answer),
         Format::Text => print(&format!(
@@ -283,4 +290,27 @@ pub async fn move_replica(
             cell(&answer["replicas"])
         )),
     }
+}
+
+async fn send_move(
+    admin: &str,
+    topic: &str,
+    partition: u32,
+    from: u64,
+    to: u64,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    let target = format!(
+        "/partitions/move-replica{}",
+        query(&[
+            ("topic", topic.to_string()),
+            ("partition", partition.to_string()),
+            ("from", from.to_string()),
+            ("to", to.to_string()),
+        ])
+    );
+    // A move waits for the new replica to catch up: give it minutes.
+    AdminEndpoint::new(admin, timeout)
+        .request(Method::Post, &target, Duration::from_secs(300).max(timeout))
+        .await
 }

@@ -429,9 +429,41 @@ impl Replication {
             r.members()
         };
         if from == self.node_id {
-            return invalid(format!(
-                "node {from} leads {topic}/{partition}: move leadership away before moving its replica"
-            ));
+            // The leader's own replica: hand leadership to the most
+            // caught-up other voter first; the move is then retried there.
+            let successor = {
+                let host = self.host.borrow();
+                host.group(group).and_then(|r| {
+                    r.progress()
+                        .into_iter()
+                        .filter(|p| !p.learner && p.recently_active && voters.contains(&p.node))
+                        .min_by_key(|p| p.lag)
+                        .map(|p| p.node)
+                })
+            };
+            let Some(successor) = successor else {
+                return Err(ShardError::NotLeader(format!(
+                    "node {from} leads {topic}/{partition} and no other voter is in sync to take over"
+                )));
+            };
+            if let Some(r) = self.host.borrow_mut().group_mut(group) {
+                r.transfer_leadership(successor);
+            }
+            self.work.notify_all();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline
+                && self
+                    .host
+                    .borrow()
+                    .group(group)
+                    .is_some_and(|r| r.is_leader())
+            {
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+            }
+            return Err(ShardError::NotLeader(format!(
+                "node {from} led {topic}/{partition}; leadership handed to node {successor} \
+                 to move this replica: retry there"
+            )));
         }
         if !voters.contains(&from) {
             return invalid(format!("node {from} is not a voter of {topic}/{partition}"));
