@@ -93,35 +93,6 @@ pub fn status_text(answer: &Value) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn members_render_with_this_node_first() {
-        let answer = serde_json::json!({
-            "joined": true,
-            "local": {"node_id": 7, "state": "alive", "rack": "r1", "quic": "127.0.0.2:7470",
-                      "admin": "127.0.0.2:7480", "shards": 2, "load": {"messages_in_per_sec": 10}},
-            "members": [{"node_id": 9, "state": "down", "rack": null, "quic": "127.0.0.3:7470",
-                         "admin": "127.0.0.3:7480", "shards": 1, "load": null}],
-            "gossip": {"datagrams_received": 5, "datagrams_sent": 6, "rejected_total": 1,
-                       "rejected_auth_failed": 1, "rejected_unknown_key": 0},
-        });
-        let text = status_text(&answer);
-        assert!(text.starts_with("1 of 2 members alive; joined\n"), "{text}");
-        let seven = text.find("alive (this node)").unwrap();
-        let nine = text.find("down").unwrap();
-        assert!(seven < nine, "{text}");
-        assert!(
-            text.contains("1 rejected (1 failed authentication"),
-            "{text}"
-        );
-        let off = status_text(&serde_json::json!({"enabled": false, "members": []}));
-        assert!(off.contains("clustering is off"), "{off}");
-    }
-}
-
 /// Every member's admin address (this node's first), from `/cluster`.
 async fn member_admins(args: &AdminArgs, timeout: Duration) -> anyhow::Result<Vec<(u64, String)>> {
     let answer = AdminEndpoint::new(&args.admin, timeout)
@@ -313,4 +284,33 @@ async fn send_move(
     AdminEndpoint::new(admin, timeout)
         .request(Method::Post, &target, Duration::from_secs(300).max(timeout))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_render_with_this_node_first() {
+        let answer = serde_json::json!({
+            "joined": true,
+            "local": {"node_id": 7, "state": "alive", "rack": "r1", "quic": "127.0.0.2:7470",
+                      "admin": "127.0.0.2:7480", "shards": 2, "load": {"messages_in_per_sec": 10}},
+            "members": [{"node_id": 9, "state": "down", "rack": null, "quic": "127.0.0.3:7470",
+                         "admin": "127.0.0.3:7480", "shards": 1, "load": null}],
+            "gossip": {"datagrams_received": 5, "datagrams_sent": 6, "rejected_total": 1,
+                       "rejected_auth_failed": 1, "rejected_unknown_key": 0},
+        });
+        let text = status_text(&answer);
+        assert!(text.starts_with("1 of 2 members alive; joined\n"), "{text}");
+        let seven = text.find("alive (this node)").unwrap();
+        let nine = text.find("down").unwrap();
+        assert!(seven < nine, "{text}");
+        assert!(
+            text.contains("1 rejected (1 failed authentication"),
+            "{text}"
+        );
+        let off = status_text(&serde_json::json!({"enabled": false, "members": []}));
+        assert!(off.contains("clustering is off"), "{off}");
+    }
 }

@@ -178,7 +178,74 @@ pub fn render(snapshots: &[ShardSnapshot], uptime_s: f64) -> String {
             }
         }
     }
+    render_replicas(&mut out, snapshots);
     out
+}
+
+/// Replicated partitions: each replica's Raft view, and on the leader the
+/// lag of every follower (replication lag, in entries).
+fn render_replicas(out: &mut String, snapshots: &[ShardSnapshot]) {
+    let replicas: Vec<_> = snapshots
+        .iter()
+        .flat_map(|s| s.partitions.iter())
+        .filter_map(|p| p.replica.as_ref().map(|r| (p, r)))
+        .collect();
+    if replicas.is_empty() {
+        return;
+    }
+    type ReplicaGauge = (
+        &'static str,
+        &'static str,
+        fn(&sprawl_shards::replication::GroupStatus) -> u64,
+    );
+    let gauges: [ReplicaGauge; 4] = [
+        (
+            "sprawl_partition_raft_term",
+            "Raft term of the partition's group as this replica knows it.",
+            |r| r.term,
+        ),
+        (
+            "sprawl_partition_raft_commit_index",
+            "Raft commit index (the high watermark's entry).",
+            |r| r.commit_index,
+        ),
+        (
+            "sprawl_partition_raft_leader",
+            "Node the replica follows (0: none known).",
+            |r| r.leader.unwrap_or(0),
+        ),
+        (
+            "sprawl_partition_in_sync_replicas",
+            "In-sync replicas (on the leader; 0 elsewhere).",
+            |r| r.in_sync().len() as u64,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (p, r) in &replicas {
+            let _ = writeln!(
+                out,
+                "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
+                p.topic,
+                p.partition,
+                get(r)
+            );
+        }
+    }
+    let name = "sprawl_partition_follower_lag_entries";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Entries a follower is behind the leader (on the leader).\n# TYPE {name} gauge"
+    );
+    for (p, r) in &replicas {
+        for (follower, lag, _) in &r.followers {
+            let _ = writeln!(
+                out,
+                "{name}{{topic=\"{}\",partition=\"{}\",follower=\"{follower}\"}} {lag}",
+                p.topic, p.partition
+            );
+        }
+    }
 }
 
 /// Tiered storage: per partition what is archived and what waits for
@@ -338,6 +405,14 @@ mod tests {
                 local_log_start: 0,
                 segments: 1,
                 cold: None,
+                replica: Some(sprawl_shards::replication::GroupStatus {
+                    leader: Some(1),
+                    term: 4,
+                    commit_index: 17,
+                    voters: vec![1, 2, 3],
+                    learners: vec![],
+                    followers: vec![(2, 0, true), (3, 5, true)],
+                }),
             }],
             ..Default::default()
         };
@@ -354,5 +429,19 @@ mod tests {
             "sprawl_partition_high_watermark{topic=\"t\",partition=\"0\",shard=\"1\"} 42"
         ));
         assert!(text.contains("# TYPE sprawl_messages_in_total counter"));
+        assert!(
+            text.contains("sprawl_partition_raft_commit_index{topic=\"t\",partition=\"0\"} 17"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sprawl_partition_follower_lag_entries{topic=\"t\",partition=\"0\",follower=\"3\"} 5"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("sprawl_partition_in_sync_replicas{topic=\"t\",partition=\"0\"} 3"),
+            "{text}"
+        );
     }
 }
