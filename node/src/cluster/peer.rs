@@ -58,8 +58,15 @@ pub struct PeerStats {
 pub struct PeerEndpoint {
     endpoint: quinn::Endpoint,
     conns: Mutex<HashMap<u64, quinn::Connection>>,
+    /// Per peer: the queue of one-way frames its sender task writes, in
+    /// order, on one long-lived stream.
+    oneway: Mutex<HashMap<u64, mpsc::Sender<(SocketAddr, PeerRequest)>>>,
     pub stats: Mutex<PeerStats>,
 }
+
+/// One-way frames queued for one peer beyond this are dropped (a dead or
+/// slow peer must not grow memory; Raft resends what matters).
+const ONEWAY_QUEUE_MAX: usize = 1024;
 
 fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
@@ -89,6 +96,7 @@ impl PeerEndpoint {
         Ok(Arc::new(Self {
             endpoint,
             conns: Mutex::new(HashMap::new()),
+            oneway: Mutex::new(HashMap::new()),
             stats: Mutex::new(PeerStats::default()),
         }))
     }
@@ -243,27 +251,53 @@ impl PeerEndpoint {
     }
 
     /// Sends a one-way request (Raft messages) in the background; a failure
-    /// is counted and logged, Raft resends what matters.
+    /// is counted and logged, Raft resends what matters. Frames to one peer
+    /// go out in order on one long-lived stream (no stream set-up per
+    /// frame), written by that peer's sender task.
     pub fn send_oneway(self: &Arc<Self>, node: u64, addr: SocketAddr, request: PeerRequest) {
-        let me = self.clone();
-        tokio::spawn(async move {
+        let mut senders = self.oneway.lock().unwrap();
+        let tx = senders.entry(node).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(ONEWAY_QUEUE_MAX);
+            tokio::spawn(self.clone().run_oneway(node, rx));
+            tx
+        });
+        if tx.try_send((addr, request)).is_err() {
+            drop(senders);
+            self.stats.lock().unwrap().send_failures += 1;
+            tracing::debug!(node, "peer send queue full or closed; frame dropped");
+        }
+    }
+
+    async fn run_oneway(
+        self: Arc<Self>,
+        node: u64,
+        mut queue: mpsc::Receiver<(SocketAddr, PeerRequest)>,
+    ) {
+        let mut stream: Option<(SocketAddr, quinn::SendStream)> = None;
+        while let Some((addr, request)) = queue.recv().await {
             let result = async {
-                let conn = me.connection(node, addr).await?;
-                let mut send = conn.open_uni().await?;
-                write_frame(&mut send, &request).await?;
-                send.finish()?;
+                let send = match &mut stream {
+                    Some((at, send)) if *at == addr => send,
+                    _ => {
+                        let conn = self.connection(node, addr).await?;
+                        &mut stream.insert((addr, conn.open_uni().await?)).1
+                    }
+                };
+                write_frame(send, &request).await?;
                 anyhow::Ok(())
             }
             .await;
-            let mut stats = me.stats.lock().unwrap();
+            let mut stats = self.stats.lock().unwrap();
             match result {
                 Ok(()) => stats.frames_out += 1,
                 Err(e) => {
+                    // Redial (or reopen the stream) for the next frame.
+                    stream = None;
                     stats.send_failures += 1;
                     tracing::debug!(node, %addr, error = %e, "peer send failed");
                 }
             }
-        });
+        }
     }
 
     /// Sends a request and waits for its response.
