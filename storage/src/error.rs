@@ -6,6 +6,9 @@ use crate::batch::BatchError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    /// A synchronous Raft read of an entry whose write is in flight.
+    #[error("raft entry {index} is being written; read it again once the write lands")]
+    RaftEntryInFlight { index: u64 },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

@@ -489,7 +489,11 @@ impl PartitionLog {
                 // queue, whose batches are the log's last, all Raft entries.
                 let (last, _) = st.raft.last().expect("holds from_index");
                 let behind = (last - from_index) as usize;
-                let first = st.pending.len() - 1 - behind;
+                let Some(first) = st.pending.len().checked_sub(1 + behind) else {
+                    // In a write in flight (out of the queue, not yet
+                    // counted written): a synchronous reader cannot wait.
+                    return Err(LogError::RaftEntryInFlight { index: from_index });
+                };
                 let mut out = Vec::new();
                 let mut taken = 0usize;
                 for b in st.pending.range(first..) {
@@ -1150,10 +1154,17 @@ impl PartitionLog {
                     .expect("raft entries point at live segments")];
                 if u64::from(loc.position) >= seg.written_bytes {
                     // Not written yet: it is in the pending queue, whose
-                    // batches are the log's last ones, all Raft entries.
+                    // batches are the log's last ones, all Raft entries —
+                    // or in a write in flight, which takes it out of the
+                    // queue before the segment counts it written: wait for
+                    // that write and look again.
                     let (last, _) = st.raft.last().expect("holds from_index");
                     let behind = (last - from_index) as usize;
-                    let first = st.pending.len() - 1 - behind;
+                    let Some(first) = st.pending.len().checked_sub(1 + behind) else {
+                        drop(st);
+                        drop(self.lock().await?);
+                        continue;
+                    };
                     let mut out = Vec::new();
                     let mut taken = 0usize;
                     for b in st.pending.range(first..) {

@@ -761,10 +761,10 @@ impl Replication {
                     Some(r) => r.log().synced_index(),
                     None => continue,
                 };
+                queue.borrow_mut().trim_synced(synced);
                 if let Err(e) = self.host.borrow_mut().on_persisted(*group, synced) {
                     tracing::warn!(topic = %part.topic, partition = part.partition, error = %e, "replica persistence report refused");
                 }
-                let _ = queue;
             }
             self.work.notify_all();
         }

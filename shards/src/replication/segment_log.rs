@@ -79,11 +79,23 @@ impl WriteQueue {
         self.ops.front().cloned()
     }
 
-    /// The front write is done: the log now holds its effect.
+    /// The front write is done: the log now holds its effect (its entry
+    /// stays in the overlay until synced, see [`WriteQueue::trim_synced`]).
     pub fn pop_done(&mut self) {
         self.ops.pop_front();
+    }
+
+    /// The log is durable up to `synced`: overlay entries up to there that
+    /// no queued write touches are read from the log from now on. (Until
+    /// then they are served from here: a written-but-unsynced entry may be
+    /// in a write in flight, which the log cannot serve synchronously.)
+    pub fn trim_synced(&mut self, synced: u64) {
         let touched = self.lowest_touched().unwrap_or(u64::MAX);
-        while self.overlay.front().is_some_and(|e| e.index < touched) {
+        while self
+            .overlay
+            .front()
+            .is_some_and(|e| e.index < touched && e.index <= synced)
+        {
             self.overlay.pop_front();
             self.overlay_base += 1;
         }
@@ -507,7 +519,11 @@ impl ReplicaLog for SegmentReplicaLog {
         let empty = sprawl_cluster::replica::log::decode_payload(payload)
             .map(|e| e.is_empty())
             .unwrap_or(false);
-        if !empty || self.disk_last() > self.state.snapshot_index {
+        if !empty
+            || self.disk_last() > self.state.snapshot_index
+            || !self.queue.borrow().is_empty()
+            || !self.queue.borrow().overlay.is_empty()
+        {
             return Err(ReplicaLogError::InvalidWrite(
                 "only the bootstrap snapshot of an empty replica is supported".into(),
             ));
