@@ -1134,6 +1134,7 @@ impl PartitionLog {
         bytes_max: usize,
     ) -> Result<Vec<Bytes>, LogError> {
         loop {
+            let in_flight;
             let (file, path, position, base_offset, end_position, truncations) = {
                 let st = self.state.borrow();
                 let Some(loc) = st.raft.get(from_index).copied() else {
@@ -1160,22 +1161,20 @@ impl PartitionLog {
                     // that write and look again.
                     let (last, _) = st.raft.last().expect("holds from_index");
                     let behind = (last - from_index) as usize;
-                    let Some(first) = st.pending.len().checked_sub(1 + behind) else {
-                        drop(st);
-                        drop(self.lock().await?);
-                        continue;
-                    };
-                    let mut out = Vec::new();
-                    let mut taken = 0usize;
-                    for b in st.pending.range(first..) {
-                        if !out.is_empty() && taken + b.len() > bytes_max {
-                            break;
+                    if let Some(first) = st.pending.len().checked_sub(1 + behind) {
+                        let mut out = Vec::new();
+                        let mut taken = 0usize;
+                        for b in st.pending.range(first..) {
+                            if !out.is_empty() && taken + b.len() > bytes_max {
+                                break;
+                            }
+                            taken += b.len();
+                            out.push(b.clone());
                         }
-                        taken += b.len();
-                        out.push(b.clone());
+                        return Ok(out);
                     }
-                    return Ok(out);
                 }
+                in_flight = u64::from(loc.position) >= seg.written_bytes;
                 (
                     seg.file.clone(),
                     seg.paths.log.clone(),
@@ -1185,6 +1184,10 @@ impl PartitionLog {
                     st.truncations,
                 )
             };
+            if in_flight {
+                drop(self.lock().await?);
+                continue;
+            }
             let outcome = SegmentRead {
                 file: &file,
                 path: &path,
