@@ -119,6 +119,8 @@ pub fn group_id(topic: &str, created_ms: i64, partition: u32) -> GroupId {
 struct Group {
     part: Rc<Partition>,
     queue: Rc<RefCell<WriteQueue>>,
+    /// Wakes this group's flusher (writes queued).
+    flush: Rc<LocalNotify>,
     /// Raft index readers may see up to (commit, clamped to what is durable
     /// and final in the local log).
     readable: Cell<u64>,
@@ -153,8 +155,8 @@ pub struct Replication {
     waiters: RefCell<HashMap<(GroupId, ProposalId), Waiter>>,
     /// Wakes the driver loop (a proposal, an envelope, a finished flush).
     work: LocalNotify,
-    /// Wakes the flusher (writes queued).
-    flush: LocalNotify,
+    /// Itself, for spawning a group's flusher when the group is added.
+    me: RefCell<std::rc::Weak<Replication>>,
     pub stats: RefCell<ReplicationStats>,
 }
 
@@ -197,7 +199,7 @@ impl GroupStatus {
 
 impl Replication {
     pub fn new(node_id: u64, shard_id: usize, hooks: ReplicationHooks) -> Rc<Self> {
-        Rc::new(Self {
+        Rc::new_cyclic(|me| Self {
             node_id,
             shard_id,
             hooks,
@@ -206,13 +208,13 @@ impl Replication {
             by_partition: RefCell::default(),
             waiters: RefCell::default(),
             work: LocalNotify::default(),
-            flush: LocalNotify::default(),
+            me: RefCell::new(me.clone()),
             stats: RefCell::default(),
         })
     }
 
-    /// Starts the driver, the flusher and the inbound envelope pump on the
-    /// current executor.
+    /// Starts the driver and the inbound envelope pump on the current
+    /// executor (each group's flusher starts with the group).
     pub fn spawn(self: &Rc<Self>, mut inbound: InboundEnvelopes) {
         let me = self.clone();
         glommio::spawn_local(async move {
@@ -225,8 +227,6 @@ impl Replication {
             }
         })
         .detach();
-        let me = self.clone();
-        glommio::spawn_local(async move { me.run_flusher().await }).detach();
         let me = self.clone();
         glommio::spawn_local(async move { me.run_driver().await }).detach();
     }
@@ -265,15 +265,20 @@ impl Replication {
         self.by_partition
             .borrow_mut()
             .insert((part.topic.clone(), part.partition), group);
+        let flush = Rc::new(LocalNotify::default());
         self.groups.borrow_mut().insert(
             group,
             Group {
-                part,
-                queue,
+                part: part.clone(),
+                queue: queue.clone(),
+                flush: flush.clone(),
                 readable: Cell::new(0),
                 last_claim: Cell::new(None),
             },
         );
+        if let Some(me) = self.me.borrow().upgrade() {
+            glommio::spawn_local(me.run_flusher(group, queue, part, flush)).detach();
+        }
         self.work.notify_all();
         Ok(())
     }
@@ -288,7 +293,10 @@ impl Replication {
             return;
         };
         self.host.borrow_mut().remove_group(group);
-        self.groups.borrow_mut().remove(&group);
+        if let Some(g) = self.groups.borrow_mut().remove(&group) {
+            // Its flusher sees the group gone and ends.
+            g.flush.notify_all();
+        }
         self.fail_waiters(group, "the partition closed on this node");
     }
 
@@ -606,12 +614,11 @@ impl Replication {
         for event in events {
             self.on_event(event);
         }
-        let mut flush = false;
         let host = self.host.borrow();
         for (group, g) in self.groups.borrow().iter() {
             let q = g.queue.borrow();
             if !q.is_empty() && q.failed().is_none() {
-                flush = true;
+                g.flush.notify_all();
             }
             drop(q);
             let Some(r) = host.group(*group) else {
@@ -625,9 +632,6 @@ impl Replication {
             }
         }
         drop(host);
-        if flush {
-            self.flush.notify_all();
-        }
     }
 
     fn on_event(&self, event: ReplicaEvent) {
@@ -724,47 +728,50 @@ impl Replication {
         }
     }
 
-    async fn run_flusher(self: Rc<Self>) {
+    /// One group's flusher: applies its queued writes in order, fdatasyncs
+    /// its log once per round (group commit: a round takes everything that
+    /// queued during the previous one) and reports what is durable, each
+    /// partition on its own so a slow fdatasync delays only its group.
+    /// Ends when the group is removed.
+    async fn run_flusher(
+        self: Rc<Self>,
+        group: GroupId,
+        queue: Rc<RefCell<WriteQueue>>,
+        part: Rc<Partition>,
+        wake: Rc<LocalNotify>,
+    ) {
         loop {
-            let wake = self.flush.notified();
-            let pending: Vec<(GroupId, Rc<RefCell<WriteQueue>>, Rc<Partition>)> = self
+            let woken = wake.notified();
+            let hosted = self
                 .groups
                 .borrow()
-                .iter()
-                .filter(|(_, g)| {
-                    // A failed queue keeps its failed write at the front:
-                    // retrying it would spin; the group acknowledges
-                    // nothing more (its next call reports the failure).
-                    let q = g.queue.borrow();
-                    !q.is_empty() && q.failed().is_none()
-                })
-                .map(|(id, g)| (*id, g.queue.clone(), g.part.clone()))
-                .collect();
-            if pending.is_empty() {
-                wake.await;
+                .get(&group)
+                .is_some_and(|g| Rc::ptr_eq(&g.queue, &queue));
+            if !hosted {
+                return;
+            }
+            let ready = {
+                // A failed queue keeps its failed write at the front:
+                // retrying it would spin; the group acknowledges nothing
+                // more (its next call reports the failure).
+                let q = queue.borrow();
+                !q.is_empty() && q.failed().is_none()
+            };
+            if !ready {
+                woken.await;
                 continue;
             }
-            // Every partition's writes, then every partition's fdatasync
-            // concurrently: one round commits all that queued meanwhile.
-            let flushed = futures::future::join_all(
-                pending
-                    .iter()
-                    .map(|(_, queue, part)| flush_queue(queue, part)),
-            )
-            .await;
+            if !flush_queue(&queue, &part).await {
+                continue;
+            }
             self.stats.borrow_mut().flushes += 1;
-            for ((group, queue, part), ok) in pending.iter().zip(flushed) {
-                if !ok {
-                    continue;
-                }
-                let synced = match self.host.borrow().group(*group) {
-                    Some(r) => r.log().synced_index(),
-                    None => continue,
-                };
-                queue.borrow_mut().trim_synced(synced);
-                if let Err(e) = self.host.borrow_mut().on_persisted(*group, synced) {
-                    tracing::warn!(topic = %part.topic, partition = part.partition, error = %e, "replica persistence report refused");
-                }
+            let synced = match self.host.borrow().group(group) {
+                Some(r) => r.log().synced_index(),
+                None => return,
+            };
+            queue.borrow_mut().trim_synced(synced);
+            if let Err(e) = self.host.borrow_mut().on_persisted(group, synced) {
+                tracing::warn!(topic = %part.topic, partition = part.partition, error = %e, "replica persistence report refused");
             }
             self.work.notify_all();
         }
