@@ -423,8 +423,16 @@ pub enum TopicCommand {
     },
     /// List topics.
     List,
-    /// A topic's settings and, per partition, its offsets and size.
-    Describe { name: String },
+    /// A topic's settings and, per partition, its offsets and size; with
+    /// --admin, also each replicated partition's replicas, in-sync
+    /// replicas and follower lag (its leader's view).
+    Describe {
+        name: String,
+        /// A cluster node's admin HTTP address: the replication view is
+        /// read from the members' admin endpoints.
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+        admin: Option<String>,
+    },
     /// Delete a topic and all its messages.
     Delete {
         name: String,

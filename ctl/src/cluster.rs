@@ -207,6 +207,73 @@ pub async fn replicas(
     print(&table.render())
 }
 
+/// Each replicated partition of `topic` as its leader sees it:
+/// `(leader node, partition state)`, by partition.
+pub async fn leader_views(
+    admin: &str,
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<(u64, Value)>> {
+    let args = AdminArgs {
+        admin: admin.to_string(),
+    };
+    let mut views: Vec<(u64, Value)> = replica_states(&args, topic, timeout)
+        .await?
+        .into_iter()
+        .filter(|(node, p)| p["replica"]["leader"].as_u64() == Some(*node))
+        .collect();
+    views.sort_by_key(|(_, p)| p["partition"].as_u64());
+    Ok(views)
+}
+
+/// The leaders' views as a table: replicas, in-sync replicas, lag per
+/// follower.
+pub fn replication_table(views: &[(u64, Value)]) -> String {
+    if views.is_empty() {
+        return "replication: no replicated partition with a leader (not replicated, or an \
+                election is running)\n"
+            .to_string();
+    }
+    let mut table = Table::new(&[
+        ("PARTITION", Align::Right),
+        ("LEADER", Align::Right),
+        ("TERM", Align::Right),
+        ("REPLICAS", Align::Left),
+        ("IN_SYNC", Align::Left),
+        ("HIGH_WATERMARK", Align::Right),
+        ("FOLLOWER_LAG", Align::Left),
+    ]);
+    let list = |v: &Value| {
+        v.as_array()
+            .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(","))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "-".into())
+    };
+    for (node, p) in views {
+        let r = &p["replica"];
+        let lag = r["followers"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .map(|f| format!("{}:{}", cell(&f["node"]), cell(&f["lag_entries"])))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "-".into());
+        table.row(vec![
+            cell(&p["partition"]),
+            node.to_string(),
+            cell(&r["term"]),
+            list(&r["voters"]),
+            list(&r["in_sync"]),
+            cell(&p["high_watermark"]),
+            lag,
+        ]);
+    }
+    table.render()
+}
+
 pub async fn move_replica(
     args: &AdminArgs,
     topic: &str,

@@ -5,6 +5,9 @@ use serde_json::{json, Value};
 use sprawl_client::{Client, ErrorCode, PartitionInfo, RemoteError, TopicInfo};
 
 use crate::cli::{Format, TopicCommand};
+
+/// Bound of each admin request of the replication view.
+const REPLICATION_VIEW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::output::{print, print_json};
 use crate::table::{retention, Align, Table};
 
@@ -57,15 +60,39 @@ pub async fn run(client: &Client, command: &TopicCommand, format: Format) -> any
                 Format::Text => print(&list_table(&topics)),
             }
         }
-        TopicCommand::Describe { name } => {
+        TopicCommand::Describe { name, admin } => {
             let topic = describe(client, name).await?;
+            let replication = match admin {
+                Some(admin) => {
+                    Some(crate::cluster::leader_views(admin, name, REPLICATION_VIEW_TIMEOUT).await?)
+                }
+                None => None,
+            };
             match format {
-                Format::Json => print_json(&topic_json(&topic)),
-                Format::Text => print(&format!(
-                    "topic {name}: {}\n\n{}",
-                    settings(&topic),
-                    partition_table(&topic.partitions)
-                )),
+                Format::Json => {
+                    let mut value = topic_json(&topic);
+                    if let Some(views) = &replication {
+                        value["replication"] = Value::Array(
+                            views
+                                .iter()
+                                .map(|(node, p)| json!({ "leader": node, "partition": p }))
+                                .collect(),
+                        );
+                    }
+                    print_json(&value)
+                }
+                Format::Text => {
+                    let mut text = format!(
+                        "topic {name}: {}\n\n{}",
+                        settings(&topic),
+                        partition_table(&topic.partitions)
+                    );
+                    if let Some(views) = &replication {
+                        text.push('\n');
+                        text.push_str(&crate::cluster::replication_table(views));
+                    }
+                    print(&text)
+                }
             }
         }
         TopicCommand::Delete { name, if_exists } => {
