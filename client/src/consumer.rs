@@ -180,3 +180,116 @@ impl Consumer {
             .await
     }
 }
+
+/// First wait before resubscribing after a retryable failure; doubles up
+/// to [`RESUBSCRIBE_BACKOFF_MAX`].
+const RESUBSCRIBE_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const RESUBSCRIBE_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// A subscription that survives leader changes and lost connections: on a
+/// retryable failure it subscribes again from its position (to the leader
+/// the refreshed metadata names), so the records it returns stay gapless
+/// and in order. Made by [`Consumer::follow`].
+#[derive(Debug)]
+pub struct FollowingSubscription {
+    consumer: Consumer,
+    topic: String,
+    partition: u32,
+    credit_bytes: u64,
+    start: Option<StartPosition>,
+    /// The next offset [`FollowingSubscription::next`] returns (once known).
+    position: Option<u64>,
+    current: Option<Subscription>,
+    backoff: Duration,
+    /// Resubscriptions after a retryable failure so far.
+    pub resubscribed: u64,
+}
+
+impl Consumer {
+    /// Follows `topic`/`partition` from `start` by subscription, resuming
+    /// from the last position after retryable failures (a leader change, a
+    /// node restarting). Fails only on a permanent error.
+    pub fn follow(
+        &self,
+        topic: &str,
+        partition: u32,
+        start: StartPosition,
+        credit_bytes: u64,
+    ) -> FollowingSubscription {
+        FollowingSubscription {
+            consumer: self.clone(),
+            topic: topic.to_owned(),
+            partition,
+            credit_bytes,
+            start: Some(start),
+            position: None,
+            current: None,
+            backoff: RESUBSCRIBE_BACKOFF_MIN,
+            resubscribed: 0,
+        }
+    }
+}
+
+impl FollowingSubscription {
+    /// The next offset [`FollowingSubscription::next`] returns, once known.
+    pub fn position(&self) -> Option<u64> {
+        self.position
+    }
+
+    /// The next record; `Err` only for a permanent failure (or when the
+    /// node ended the subscription in order, e.g. the topic was deleted).
+    pub async fn next(&mut self) -> Result<ConsumedRecord> {
+        loop {
+            let subscription = match &mut self.current {
+                Some(s) => s,
+                None => {
+                    let start = match self.position {
+                        Some(offset) => StartPosition::Offset(offset),
+                        None => self.start.unwrap_or(StartPosition::Earliest),
+                    };
+                    match self
+                        .consumer
+                        .subscribe(&self.topic, self.partition, start, self.credit_bytes)
+                        .await
+                    {
+                        Ok(s) => self.current.insert(s),
+                        Err(e) if e.is_retryable() => {
+                            self.wait_before_retry().await;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            match subscription.next().await {
+                Some(Ok(record)) => {
+                    self.backoff = RESUBSCRIBE_BACKOFF_MIN;
+                    self.position = Some(record.offset + 1);
+                    return Ok(record);
+                }
+                Some(Err(e)) if e.is_retryable() => {
+                    self.position = Some(subscription.position());
+                    self.current = None;
+                    self.resubscribed += 1;
+                    tracing::debug!(topic = %self.topic, partition = self.partition, error = %e,
+                        "subscription failed; resubscribing from its position");
+                    self.wait_before_retry().await;
+                }
+                Some(Err(e)) => return Err(e),
+                None => {
+                    // Ended in order by the node (deleted, or a stop): a
+                    // retryable end was reported as an error above.
+                    return Err(Error::SubscriptionClosed {
+                        topic: self.topic.clone(),
+                        partition: self.partition,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn wait_before_retry(&mut self) {
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(RESUBSCRIBE_BACKOFF_MAX);
+    }
+}

@@ -159,6 +159,11 @@ pub enum Error {
         source: RemoteError,
     },
 
+    /// A followed subscription ended in order (the node stopped it without
+    /// an error, e.g. an unsubscribe); there is nothing to resume.
+    #[error("subscription to {topic}/{partition} ended")]
+    SubscriptionClosed { topic: String, partition: u32 },
+
     /// The operation needs a consumer group and the consumer has none.
     #[error("consumer has no group (create it with Consumer::with_group)")]
     NoGroup,
@@ -227,6 +232,7 @@ impl Error {
             | Error::FrameTooLarge { .. }
             | Error::UnknownPartition { .. }
             | Error::NoGroup
+            | Error::SubscriptionClosed { .. }
             | Error::ProducerStopped => false,
         }
     }

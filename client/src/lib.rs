@@ -87,7 +87,7 @@ mod types;
 
 pub use client::Client;
 pub use config::{Acks, ClientConfig, KeylessPartitioning, NodeAddr, ProducerConfig, ServerTrust};
-pub use consumer::{Consumer, Fetched};
+pub use consumer::{Consumer, Fetched, FollowingSubscription};
 pub use error::{Error, Result};
 pub use link::NodeIdentity;
 pub use producer::{Producer, SendFuture};

@@ -8,6 +8,9 @@
 //!   (read through each node) agrees.
 //! - 200,000 messages produced (acks=all) through a node that leads
 //!   nothing, read back through another such node: byte-exact.
+//! - A followed subscription (the client resubscribes from its position
+//!   after a retryable failure) delivers every acknowledged message, gapless
+//!   and in order, across `kill -9` of the partition's leader.
 //! - A fourth node joins and a replica moves to it live, under load
 //!   (learner, catch-up, promotion, removal of the old one): nothing
 //!   acknowledged is lost, and the new replica's log equals the others'.
@@ -346,4 +349,65 @@ fn a_replica_moves_to_a_new_node_live_under_load() {
             verify(&client, &acked).await;
         }
     });
+}
+
+#[test]
+fn a_followed_subscription_resumes_across_a_leader_kill() {
+    use sprawl_client::StartPosition;
+    let mut cluster = TestCluster::start(3);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = cluster.client(0, true).await;
+        client
+            .create_topic_replicated(TOPIC, 1, Some(3), None, None)
+            .await
+            .unwrap();
+    });
+    let leader = stable_leader(&cluster, &[0, 1, 2], 0);
+    let survivor = (leader + 1) % 3;
+    let mut acked = BTreeMap::new();
+    let (received, resubscribed) = rt.block_on(async {
+        let client = cluster.client(survivor, true).await;
+        // Followed from the start, through whichever node leads.
+        let mut follower =
+            Consumer::new(&client).follow(TOPIC, 0, StartPosition::Earliest, 1 << 20);
+        // The reader stops once it has the last acknowledged offset (told
+        // when the producing is done).
+        let (last_tx, last_rx) = tokio::sync::watch::channel(u64::MAX);
+        let reader = tokio::spawn(async move {
+            let mut got: Vec<(u64, Vec<u8>)> = Vec::new();
+            loop {
+                let record = follower.next().await.expect("only retryable failures");
+                got.push((record.offset, record.value.to_vec()));
+                if record.offset >= *last_rx.borrow() {
+                    return (got, follower.resubscribed);
+                }
+            }
+        });
+        produce(&client, 0..300, 1, &mut acked).await;
+        cluster.nodes[leader].kill_9();
+        produce(&client, 300..600, 1, &mut acked).await;
+        let last = *acked[&0].keys().last().unwrap();
+        last_tx.send(last).unwrap();
+        // One more record, so a reader already past `last` wakes up.
+        produce(&client, 600..601, 1, &mut BTreeMap::new()).await;
+        tokio::time::timeout(Duration::from_secs(60), reader)
+            .await
+            .expect("the subscription delivers everything within 60 s")
+            .unwrap()
+    });
+    assert!(resubscribed >= 1, "the leader's death ended a subscription");
+    for (k, (offset, _)) in received.iter().enumerate() {
+        assert_eq!(
+            *offset, k as u64,
+            "gapless, in order across the leader change"
+        );
+    }
+    for (&offset, &i) in &acked[&0] {
+        assert_eq!(
+            received.get(offset as usize).map(|(_, v)| v),
+            Some(&value(i)),
+            "acknowledged offset {offset} delivered byte-exact"
+        );
+    }
 }

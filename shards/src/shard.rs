@@ -709,7 +709,11 @@ impl Shard {
                     .config
                     .node_id
                     .is_some_and(|me| self.catalog.borrow().founded_by(&topic, partition, me));
-                if let Err(e) = r.add_partition(p.clone(), cfg.created_ms, set, founder) {
+                let preferred = self.config.node_id.is_some_and(|me| {
+                    self.catalog.borrow().leader_of(&topic, partition) == Some(me)
+                });
+                if let Err(e) = r.add_partition(p.clone(), cfg.created_ms, set, founder, preferred)
+                {
                     tracing::error!(shard = self.id, %topic, partition, error = %e, "starting the partition replica failed");
                     return Err(e);
                 }

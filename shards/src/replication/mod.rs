@@ -121,6 +121,10 @@ struct Group {
     queue: Rc<RefCell<WriteQueue>>,
     /// Wakes this group's flusher (writes queued).
     flush: Rc<LocalNotify>,
+    /// The leader placement chose: it campaigns as soon as a new group has
+    /// no leader, so the first leader is the one the metadata already names
+    /// (clients routed by it need no refresh).
+    preferred: bool,
     /// Raft index readers may see up to (commit, clamped to what is durable
     /// and final in the local log).
     readable: Cell<u64>,
@@ -240,6 +244,7 @@ impl Replication {
         created_ms: i64,
         replicas: &[u32],
         founder: bool,
+        preferred: bool,
     ) -> Result<(), ShardError> {
         let group = group_id(&part.topic, created_ms, part.partition);
         let state_path = part.dir.join("raft-state");
@@ -272,6 +277,7 @@ impl Replication {
                 part: part.clone(),
                 queue: queue.clone(),
                 flush: flush.clone(),
+                preferred,
                 readable: Cell::new(0),
                 last_claim: Cell::new(None),
             },
@@ -593,6 +599,7 @@ impl Replication {
             if now >= next_tick {
                 self.host.borrow_mut().tick();
                 next_tick = now + REPLICA_TICK;
+                self.campaign_where_preferred();
                 self.claim_leaderships();
                 continue;
             }
@@ -703,6 +710,28 @@ impl Replication {
             ReplicaEvent::Committed { .. }
             | ReplicaEvent::SnapshotInstalled { .. }
             | ReplicaEvent::MembershipChanged { .. } => {}
+        }
+    }
+
+    /// A new group (still in its first terms) without a leader: its
+    /// preferred leader campaigns at once instead of waiting out a random
+    /// election timeout, so it wins before the others time out. (Pre-vote:
+    /// a campaign the others refuse, e.g. because they have not opened the
+    /// group yet, changes no term; it is repeated next tick.)
+    fn campaign_where_preferred(&self) {
+        let groups = self.groups.borrow();
+        let mut host = self.host.borrow_mut();
+        let mut campaigned = false;
+        for (group, _) in groups.iter().filter(|(_, g)| g.preferred) {
+            let Some(r) = host.group_mut(*group) else {
+                continue;
+            };
+            if r.leader().is_none() && r.term() <= 2 && !r.is_stopped() {
+                campaigned |= r.campaign().is_ok();
+            }
+        }
+        if campaigned {
+            self.work.notify_all();
         }
     }
 
