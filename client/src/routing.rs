@@ -26,6 +26,12 @@ pub(crate) const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 /// [`REFRESH_INTERVAL`]: nothing failed, the route is only indirect.
 pub(crate) const UNLISTED_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Metadata older than this is fetched again before the next request: a
+/// leader change the client never saw an error for (the old leader
+/// forwarded its requests, successfully) is picked up within this time
+/// instead of costing a forwarding hop forever.
+pub(crate) const METADATA_MAX_AGE: Duration = Duration::from_secs(5);
+
 /// How long a node whose link failed is bypassed (requests go through the
 /// bootstrap node meanwhile): without it, every request for its partitions
 /// would wait for a connection attempt until gossip declares it down.
@@ -94,6 +100,9 @@ impl Routing {
         // A single node leads everything: exactly the single-node client.
         if self.node_count <= 1 {
             return Route::Bootstrap;
+        }
+        if now.saturating_duration_since(routes.fetched_at) >= METADATA_MAX_AGE {
+            return Route::Refresh;
         }
         let Some(node_id) = routes.leaders.get(partition as usize).copied().flatten() else {
             return Route::Bootstrap;
@@ -417,5 +426,20 @@ mod tests {
         r.apply("t", &m, now);
         assert_eq!(r.route("t", 0, now), Route::Bootstrap);
         assert_eq!(r.route("t", 1, now), Route::Bootstrap);
+    }
+
+    #[test]
+    fn old_metadata_is_fetched_again() {
+        let t0 = Instant::now();
+        let r = routing(t0, 3, &[2]);
+        assert!(matches!(
+            r.route("t", 0, t0),
+            Route::Leader { node_id: 2, .. }
+        ));
+        assert!(matches!(
+            r.route("t", 0, t0 + METADATA_MAX_AGE - Duration::from_millis(1)),
+            Route::Leader { node_id: 2, .. }
+        ));
+        assert_eq!(r.route("t", 0, t0 + METADATA_MAX_AGE), Route::Refresh);
     }
 }

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::cluster::{forwarded, runtime, TestCluster};
+use common::cluster::{forwarded, runtime, wait_for, TestCluster};
 use sprawl_client::{Acks, Consumer, Producer, ProducerConfig, Record};
 
 const TOPIC: &str = "direct";
@@ -27,13 +27,45 @@ fn a_client_sends_partition_requests_straight_to_their_leaders() {
     let cluster = TestCluster::start(3);
     let nodes = &cluster.nodes;
     let rt = runtime();
-    let forwarded_before = forwarded(nodes);
-    let (forwarded_by_produce, leaders) = rt.block_on(async {
-        let client = cluster.client(0, true).await;
-        client
+    rt.block_on(async {
+        cluster
+            .client(0, true)
+            .await
             .create_topic(TOPIC, PARTITIONS, None, None)
             .await
             .unwrap();
+    });
+    // Replicated (RF 3): each partition's first Raft leader is normally
+    // the one placement chose, but on a busy machine another replica may
+    // win the first election and claim it in the metadata. Routing is
+    // measured once every partition's Raft leader is the metadata's.
+    wait_for("partition leadership settled in the metadata", || {
+        let Ok(meta) =
+            rt.block_on(async { cluster.client(0, true).await.metadata(&[TOPIC]).await })
+        else {
+            return false;
+        };
+        meta.topics[0].partitions.iter().all(|p| {
+            let Some(leader) = p.leader_node_id else {
+                return false;
+            };
+            let (_, body) = nodes[leader as usize - 1].admin_get("/topics");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            v["topics"].as_array().is_some_and(|topics| {
+                topics.iter().filter(|t| t["name"] == TOPIC).any(|t| {
+                    t["partition_state"].as_array().is_some_and(|ps| {
+                        ps.iter().any(|s| {
+                            s["partition"] == p.partition
+                                && s["replica"]["leader"].as_u64() == Some(u64::from(leader))
+                        })
+                    })
+                })
+            })
+        })
+    });
+    let forwarded_before = forwarded(nodes);
+    let (forwarded_by_produce, leaders) = rt.block_on(async {
+        let client = cluster.client(0, true).await;
         let meta = client.metadata(&[TOPIC]).await.unwrap();
         assert_eq!(meta.nodes.len(), 3, "every live member is listed");
         let leaders: Vec<u32> = meta.topics[0]

@@ -323,12 +323,27 @@ fn a_topic_deleted_and_recreated_keeps_only_its_new_data_across_restarts() {
         for i in 0..cluster.nodes.len() {
             let client = cluster.client(i, false).await;
             let deadline = Instant::now() + Duration::from_secs(30);
-            while let Err(e) = Consumer::new(&client)
-                .fetch(TOPIC, 0, 0, 1, Duration::ZERO)
-                .await
-            {
-                assert!(e.is_retryable() && Instant::now() < deadline, "{e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            // Replicated partitions: after a restart of every replica, the
+            // high watermark is the commit index, which a new leader learns
+            // by committing an entry of its term: wait for it to come back
+            // to everything acknowledged.
+            for (&p, want) in &acked {
+                let end = want.last().map_or(0, |(offset, _)| offset + 1);
+                loop {
+                    match Consumer::new(&client)
+                        .fetch(TOPIC, p, 0, 1, Duration::ZERO)
+                        .await
+                    {
+                        Ok(f) if f.high_watermark >= end => break,
+                        Ok(f) => assert!(
+                            Instant::now() < deadline,
+                            "partition {p}: high watermark {} below {end}",
+                            f.high_watermark
+                        ),
+                        Err(e) => assert!(e.is_retryable() && Instant::now() < deadline, "{e}"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
             verify(&client, &acked).await;
         }

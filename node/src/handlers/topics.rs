@@ -451,12 +451,17 @@ pub async fn metadata(conn: &Rc<Conn>, id: u64, req: &MetadataRequest<'_>) -> By
                 partitions: (0..cfg.partitions)
                     .map(|p| {
                         let leader = catalog.leader_of(name, p).unwrap_or(node_id);
+                        let replicas = catalog
+                            .replicas_of(name, p)
+                            .map_or_else(|| vec![leader], <[u32]>::to_vec);
                         PartitionMetadata {
                             partition: p,
                             error: None,
                             leader_node_id: Some(leader),
                             leader_epoch: 0,
-                            replica_node_ids: vec![leader],
+                            replica_node_ids: replicas,
+                            // Only the leader knows who is in sync (see
+                            // `topic describe --admin`); the leader is.
                             in_sync_node_ids: vec![leader],
                         }
                     })
