@@ -93,6 +93,28 @@ pub fn status_text(answer: &Value) -> String {
     )
 }
 
+/// `1,2,3` from a JSON array of node ids; `-` when empty or absent.
+fn id_list(v: &Value) -> String {
+    v.as_array()
+        .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(","))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `node:lag,…` from a replica view's followers; `-` when it has none.
+fn follower_lags(replica: &Value) -> String {
+    replica["followers"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .map(|f| format!("{}:{}", cell(&f["node"]), cell(&f["lag_entries"])))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "-".into())
+}
+
 /// Every member's admin address (this node's first), from `/cluster`.
 async fn member_admins(args: &AdminArgs, timeout: Duration) -> anyhow::Result<Vec<(u64, String)>> {
     let answer = AdminEndpoint::new(&args.admin, timeout)
@@ -175,22 +197,6 @@ pub async fn replicas(
             Some(_) => "follower",
             None => "no leader",
         };
-        let list = |v: &Value| {
-            v.as_array()
-                .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(","))
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "-".into())
-        };
-        let lag = r["followers"]
-            .as_array()
-            .map(|f| {
-                f.iter()
-                    .map(|f| format!("{}:{}", cell(&f["node"]), cell(&f["lag_entries"])))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "-".into());
         table.row(vec![
             cell(&p["partition"]),
             node.to_string(),
@@ -199,9 +205,9 @@ pub async fn replicas(
             cell(&r["commit_index"]),
             cell(&p["high_watermark"]),
             cell(&p["log_end_offset"]),
-            list(&r["voters"]),
-            list(&r["in_sync"]),
-            lag,
+            id_list(&r["voters"]),
+            id_list(&r["in_sync"]),
+            follower_lags(r),
         ]);
     }
     print(&table.render())
@@ -243,32 +249,16 @@ pub fn replication_table(views: &[(u64, Value)]) -> String {
         ("HIGH_WATERMARK", Align::Right),
         ("FOLLOWER_LAG", Align::Left),
     ]);
-    let list = |v: &Value| {
-        v.as_array()
-            .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(","))
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "-".into())
-    };
     for (node, p) in views {
         let r = &p["replica"];
-        let lag = r["followers"]
-            .as_array()
-            .map(|f| {
-                f.iter()
-                    .map(|f| format!("{}:{}", cell(&f["node"]), cell(&f["lag_entries"])))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "-".into());
         table.row(vec![
             cell(&p["partition"]),
             node.to_string(),
             cell(&r["term"]),
-            list(&r["voters"]),
-            list(&r["in_sync"]),
+            id_list(&r["voters"]),
+            id_list(&r["in_sync"]),
             cell(&p["high_watermark"]),
-            lag,
+            follower_lags(r),
         ]);
     }
     table.render()

@@ -24,7 +24,7 @@ pub fn render(snapshots: &[ShardSnapshot], uptime_s: f64) -> String {
     );
     let _ = writeln!(out, "# TYPE sprawl_uptime_seconds gauge");
     let _ = writeln!(out, "sprawl_uptime_seconds {uptime_s:.3}");
-    let counters: [ShardMetric; 11] = [
+    let counters: [ShardMetric; 17] = [
         ("sprawl_messages_in_total", "Records appended.", |s| {
             s.messages_in
         }),
@@ -71,6 +71,36 @@ pub fn render(snapshots: &[ShardSnapshot], uptime_s: f64) -> String {
             "sprawl_load_samples_dropped_total",
             "Per-second load samples the load thread was too far behind to take.",
             |s| s.load_samples_dropped,
+        ),
+        (
+            "sprawl_replica_elections_won_total",
+            "Partition Raft elections this shard's replicas won.",
+            |s| s.replication.elections_won,
+        ),
+        (
+            "sprawl_replica_leader_changes_total",
+            "Partition leadership or role changes this shard's replicas saw.",
+            |s| s.replication.leader_changes,
+        ),
+        (
+            "sprawl_replica_proposals_total",
+            "Batches proposed to partition Raft groups.",
+            |s| s.replication.proposals,
+        ),
+        (
+            "sprawl_replica_acked_total",
+            "Proposals acknowledged (committed, or on the leader's disk for acks=leader).",
+            |s| s.replication.acked,
+        ),
+        (
+            "sprawl_replica_failed_total",
+            "Proposals that failed (leadership lost or superseded).",
+            |s| s.replication.failed,
+        ),
+        (
+            "sprawl_replica_flushes_total",
+            "Replicated group-commit rounds (writes plus one fdatasync).",
+            |s| s.replication.flushes,
         ),
     ];
     for (name, help, get) in counters {

@@ -86,5 +86,7 @@ pub struct ShardSnapshot {
     pub fetch_latency_us: Option<Histogram<u64>>,
     pub reactor_lag_us: Option<Histogram<u64>>,
     pub load_samples_dropped: u64,
+    /// The shard's partition replication counters (zero without it).
+    pub replication: crate::replication::ReplicationStats,
     pub partitions: Vec<PartitionSnapshot>,
 }

@@ -848,6 +848,11 @@ impl Shard {
             fetch_latency_us: Some(m.fetch_latency_us.clone()),
             reactor_lag_us: Some(m.reactor_lag_us.clone()),
             load_samples_dropped: m.load_samples_dropped,
+            replication: self
+                .replication
+                .as_ref()
+                .map(|r| r.stats.borrow().clone())
+                .unwrap_or_default(),
             partitions,
         };
         *self.snapshot.lock().expect("snapshot lock") = snapshot;

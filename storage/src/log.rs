@@ -179,6 +179,25 @@ impl LogState {
             FsyncPolicy::IntervalMs(_) | FsyncPolicy::Never => self.written_seq,
         }
     }
+    /// Raft entries `from_index..` from the pending queue (appended, not
+    /// yet written: the log's last batches, all Raft entries), up to
+    /// `bytes_max` (at least one); `None` when the entry is not queued (it
+    /// is being written).
+    fn pending_raft(&self, from_index: u64, bytes_max: usize) -> Option<Vec<Bytes>> {
+        let (last, _) = self.raft.last()?;
+        let behind = last.checked_sub(from_index)? as usize;
+        let first = self.pending.len().checked_sub(1 + behind)?;
+        let mut out = Vec::new();
+        let mut taken = 0usize;
+        for b in self.pending.range(first..) {
+            if !out.is_empty() && taken + b.len() > bytes_max {
+                break;
+            }
+            taken += b.len();
+            out.push(b.clone());
+        }
+        Some(out)
+    }
     fn segment_index(&self, base_offset: u64) -> Option<usize> {
         self.segments
             .binary_search_by_key(&base_offset, |s| s.base_offset)
@@ -486,24 +505,11 @@ impl PartitionLog {
                 .expect("raft entries point at live segments")];
             if u64::from(loc.position) >= seg.written_bytes {
                 // Not written yet (and out of the ring): in the pending
-                // queue, whose batches are the log's last, all Raft entries.
-                let (last, _) = st.raft.last().expect("holds from_index");
-                let behind = (last - from_index) as usize;
-                let Some(first) = st.pending.len().checked_sub(1 + behind) else {
-                    // In a write in flight (out of the queue, not yet
-                    // counted written): a synchronous reader cannot wait.
-                    return Err(LogError::RaftEntryInFlight { index: from_index });
-                };
-                let mut out = Vec::new();
-                let mut taken = 0usize;
-                for b in st.pending.range(first..) {
-                    if !out.is_empty() && taken + b.len() > bytes_max {
-                        break;
-                    }
-                    taken += b.len();
-                    out.push(b.clone());
-                }
-                return Ok(out);
+                // queue, or in a write in flight, which a synchronous
+                // reader cannot wait for.
+                return st
+                    .pending_raft(from_index, bytes_max)
+                    .ok_or(LogError::RaftEntryInFlight { index: from_index });
             }
             (
                 seg.paths.log.clone(),
@@ -1154,24 +1160,12 @@ impl PartitionLog {
                     .segment_index(loc.segment_base)
                     .expect("raft entries point at live segments")];
                 if u64::from(loc.position) >= seg.written_bytes {
-                    // Not written yet: it is in the pending queue, whose
-                    // batches are the log's last ones, all Raft entries —
-                    // or in a write in flight, which takes it out of the
-                    // queue before the segment counts it written: wait for
-                    // that write and look again.
-                    let (last, _) = st.raft.last().expect("holds from_index");
-                    let behind = (last - from_index) as usize;
-                    if let Some(first) = st.pending.len().checked_sub(1 + behind) {
-                        let mut out = Vec::new();
-                        let mut taken = 0usize;
-                        for b in st.pending.range(first..) {
-                            if !out.is_empty() && taken + b.len() > bytes_max {
-                                break;
-                            }
-                            taken += b.len();
-                            out.push(b.clone());
-                        }
-                        return Ok(out);
+                    // Not written yet: it is in the pending queue — or in a
+                    // write in flight, which takes it out of the queue
+                    // before the segment counts it written: wait for that
+                    // write and look again.
+                    if let Some(batches) = st.pending_raft(from_index, bytes_max) {
+                        return Ok(batches);
                     }
                 }
                 in_flight = u64::from(loc.position) >= seg.written_bytes;
