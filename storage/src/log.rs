@@ -490,15 +490,8 @@ impl PartitionLog {
         }
         let (path, position, end) = {
             let st = self.state.borrow();
-            let Some(loc) = st.raft.get(from_index).copied() else {
-                if st
-                    .raft
-                    .last()
-                    .is_none_or(|(last, _)| from_index == last + 1)
-                {
-                    return Ok(Vec::new());
-                }
-                return Err(self.raft_out_of_range(&st, from_index));
+            let Some(loc) = self.raft_read_at(&st, from_index)? else {
+                return Ok(Vec::new());
             };
             let seg = &st.segments[st
                 .segment_index(loc.segment_base)
@@ -1143,15 +1136,8 @@ impl PartitionLog {
             let in_flight;
             let (file, path, position, base_offset, end_position, truncations) = {
                 let st = self.state.borrow();
-                let Some(loc) = st.raft.get(from_index).copied() else {
-                    if st
-                        .raft
-                        .last()
-                        .is_none_or(|(last, _)| from_index == last + 1)
-                    {
-                        return Ok(Vec::new());
-                    }
-                    return Err(self.raft_out_of_range(&st, from_index));
+                let Some(loc) = self.raft_read_at(&st, from_index)? else {
+                    return Ok(Vec::new());
                 };
                 if let Some(batches) = st.ring.read_raft(from_index, bytes_max) {
                     return Ok(batches);
@@ -1332,6 +1318,26 @@ impl PartitionLog {
             (i, u64::from(loc.position), loc.base_offset)
         };
         self.cut_locked(seg_index, position, offset).await
+    }
+
+    /// Where a Raft read from `from_index` starts: `None` just past the
+    /// last entry (nothing to read yet), an error outside the local log.
+    fn raft_read_at(
+        &self,
+        st: &LogState,
+        from_index: u64,
+    ) -> Result<Option<RaftEntryLoc>, LogError> {
+        match st.raft.get(from_index) {
+            Some(loc) => Ok(Some(*loc)),
+            None if st
+                .raft
+                .last()
+                .is_none_or(|(last, _)| from_index == last + 1) =>
+            {
+                Ok(None)
+            }
+            None => Err(self.raft_out_of_range(st, from_index)),
+        }
     }
 
     fn raft_out_of_range(&self, st: &LogState, index: u64) -> LogError {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use super::apply::Job;
 use sprawl_cluster::meta::{
     AppliedCommand, FileMetaStorage, MetaCommand, MetaConfig, MetaError, MetaNode, MetaReady,
-    ProposalId, ProposalOutcome, Rejection, StateRole, TopicConfig, TopicMeta,
+    PartitionAssignment, ProposalId, ProposalOutcome, Rejection, StateRole, TopicConfig, TopicMeta,
 };
 use sprawl_cluster::placement::{PlacementNode, ReplicaPlacement};
 use tokio::sync::{mpsc, oneshot};
@@ -369,12 +369,12 @@ impl MetaDriver {
                 node,
                 term,
             } => {
-                let Some(current) = self.node.state().partition(&topic, partition) else {
-                    let _ = reply.send(PeerResponse::Rejected {
-                        kind: RejectKind::UnknownTopic,
-                        message: format!("no partition {topic}/{partition}"),
-                    });
-                    return;
+                let current = match self.assignment(&topic, partition) {
+                    Ok(a) => a,
+                    Err(r) => {
+                        let _ = reply.send(r);
+                        return;
+                    }
                 };
                 if !current.replicas.contains(&node) {
                     let _ = reply.send(PeerResponse::Rejected {
@@ -403,12 +403,12 @@ impl MetaDriver {
                 partition,
                 replicas,
             } => {
-                let Some(current) = self.node.state().partition(&topic, partition) else {
-                    let _ = reply.send(PeerResponse::Rejected {
-                        kind: RejectKind::UnknownTopic,
-                        message: format!("no partition {topic}/{partition}"),
-                    });
-                    return;
+                let current = match self.assignment(&topic, partition) {
+                    Ok(a) => a,
+                    Err(r) => {
+                        let _ = reply.send(r);
+                        return;
+                    }
                 };
                 MetaCommand::SetAssignment {
                     topic,
@@ -428,6 +428,19 @@ impl MetaDriver {
                 let _ = reply.send(unavailable(&e.to_string()));
             }
         }
+    }
+
+    /// A partition's committed assignment, or the refusal for a request
+    /// about a partition the metadata does not have.
+    fn assignment(&self, topic: &str, partition: u32) -> Result<PartitionAssignment, PeerResponse> {
+        self.node
+            .state()
+            .partition(topic, partition)
+            .cloned()
+            .ok_or_else(|| PeerResponse::Rejected {
+                kind: RejectKind::UnknownTopic,
+                message: format!("no partition {topic}/{partition}"),
+            })
     }
 
     /// The leader's placement of a new topic over the live members.
